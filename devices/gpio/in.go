@@ -1,0 +1,199 @@
+package gpio
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	pgpio "periph.io/x/conn/v3/gpio"
+
+	"github.com/edgegw/edgegw/devices"
+)
+
+func init() {
+	devices.Register(devices.Driver{
+		Type:    "gpio_in",
+		Summary: "digital input (door contact, PIR, button): debounced state changes, optional periodic state",
+		New:     newInput,
+	})
+}
+
+// InConfig is the gpio_in part of a [[device]] table.
+type InConfig struct {
+	// Pin is a header position ("P1_11") or line name ("GPIO17").
+	Pin string `toml:"pin"`
+	// Pull is "up" (default), "down" or "none".
+	Pull string `toml:"pull"`
+	// Edge selects which transitions are published: "both" (default),
+	// "rising" (low → high) or "falling" (high → low).
+	Edge string `toml:"edge"`
+	// Debounce is how long a new level must hold before it counts
+	// (default 20ms; "0s" disables).
+	Debounce *time.Duration `toml:"debounce"`
+	// Interval, when set, also publishes the current state periodically.
+	Interval time.Duration `toml:"interval"`
+	// ActiveLow makes `state` true while the line is low (a contact to
+	// ground with a pull-up).
+	ActiveLow bool `toml:"active_low"`
+}
+
+// Input is a gpio_in device.
+type Input struct {
+	name      string
+	line      string
+	pull      pgpio.Pull
+	rising    bool // publish low → high
+	falling   bool // publish high → low
+	debounce  time.Duration
+	interval  time.Duration
+	activeLow bool
+
+	edges, bounces, changes, filtered atomic.Uint64
+}
+
+var (
+	_ devices.Device  = (*Input)(nil)
+	_ devices.Counter = (*Input)(nil)
+)
+
+// pollEvery bounds how long Run waits for an edge before it looks at its
+// context again.
+const pollEvery = 100 * time.Millisecond
+
+func newInput(env devices.Env, decode devices.Decoder) (devices.Device, error) {
+	var c InConfig
+	if err := decode(&c); err != nil {
+		return nil, err
+	}
+	line, err := ResolvePin("pin", env.Board, c.Pin)
+	if err != nil {
+		return nil, err
+	}
+	pull, err := ParsePull("pull", c.Pull, pgpio.PullUp)
+	if err != nil {
+		return nil, err
+	}
+	in := &Input{name: env.Name, line: line, pull: pull, interval: c.Interval, activeLow: c.ActiveLow, debounce: 20 * time.Millisecond}
+	switch strings.ToLower(c.Edge) {
+	case "", "both":
+		in.rising, in.falling = true, true
+	case "rising":
+		in.rising = true
+	case "falling":
+		in.falling = true
+	default:
+		return nil, fmt.Errorf("edge: %q is not an edge; use \"rising\", \"falling\" or \"both\"", c.Edge)
+	}
+	if c.Debounce != nil {
+		if *c.Debounce < 0 || *c.Debounce > 10*time.Second {
+			return nil, fmt.Errorf("debounce: %s is out of range; use 0s (off) to 10s", *c.Debounce)
+		}
+		in.debounce = *c.Debounce
+	}
+	if c.Interval != 0 && c.Interval < 100*time.Millisecond {
+		return nil, fmt.Errorf("interval: %s is too short; use at least 100ms, or leave it out for changes only", c.Interval)
+	}
+	return in, nil
+}
+
+// Counters implements devices.Counter: edges seen, bounces (edges whose level
+// did not hold for the debounce time), changes (debounced transitions) and
+// filtered (changes not published because of `edge`).
+func (in *Input) Counters() devices.Stats {
+	return devices.Stats{
+		"edges":    in.edges.Load(),
+		"bounces":  in.bounces.Load(),
+		"changes":  in.changes.Load(),
+		"filtered": in.filtered.Load(),
+	}
+}
+
+// Run opens the pin, publishes its state at start, then each debounced
+// change the edge filter lets through, and the state every interval if set.
+func (in *Input) Run(ctx context.Context, emit func(devices.Reading)) error {
+	pin, err := OpenPin("pin", in.line)
+	if err != nil {
+		return err
+	}
+	if err := pin.In(in.pull, pgpio.BothEdges); err != nil {
+		return fmt.Errorf("gpio_in: configure %s as input: %w", in.line, err)
+	}
+	defer pin.In(in.pull, pgpio.NoEdge) // stop edge detection; the line stays an input
+
+	state := pin.Read()
+	emit(in.reading(time.Now(), state, ""))
+
+	var (
+		pending   bool      // an edge was seen and its level is being held
+		firstEdge time.Time // when the pending change started
+		settle    time.Time // when the pending level has held long enough
+		nextTick  time.Time
+	)
+	if in.interval > 0 {
+		nextTick = time.Now().Add(in.interval)
+	}
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := pollEvery
+		now := time.Now()
+		if pending {
+			wait = min(wait, max(settle.Sub(now), 0))
+		}
+		if in.interval > 0 {
+			wait = min(wait, max(nextTick.Sub(now), 0))
+		}
+		if pin.WaitForEdge(wait) {
+			in.edges.Add(1)
+			now = time.Now()
+			if !pending {
+				pending, firstEdge = true, now
+			}
+			settle = now.Add(in.debounce)
+			if in.debounce > 0 {
+				continue
+			}
+		}
+		now = time.Now()
+		if pending && !now.Before(settle) {
+			pending = false
+			lvl := pin.Read()
+			if lvl == state {
+				in.bounces.Add(1) // it came back: a bounce or a glitch
+			} else {
+				state = lvl
+				in.changes.Add(1)
+				if (bool(lvl) && in.rising) || (!bool(lvl) && in.falling) {
+					edge := "falling"
+					if lvl {
+						edge = "rising"
+					}
+					emit(in.reading(firstEdge, lvl, edge))
+				} else {
+					in.filtered.Add(1)
+				}
+			}
+		}
+		if in.interval > 0 && !now.Before(nextTick) {
+			emit(in.reading(now, state, ""))
+			for !nextTick.After(now) {
+				nextTick = nextTick.Add(in.interval)
+			}
+		}
+	}
+}
+
+func (in *Input) reading(t time.Time, l pgpio.Level, edge string) devices.Reading {
+	active := bool(l) != in.activeLow
+	f := []devices.Field{
+		{Name: "state", Value: active},
+		{Name: "level", Value: levelName(l)},
+	}
+	if edge != "" {
+		f = append(f, devices.Field{Name: "edge", Value: edge})
+	}
+	return devices.Reading{Time: t, Fields: f}
+}
