@@ -1,0 +1,419 @@
+package outbox
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"time"
+)
+
+// batch is what one committer pass takes from the queue.
+type batch struct {
+	buf     []byte
+	ents    []entry
+	acks    []span
+	rels    []releaseReq
+	closing bool
+}
+
+func (b *batch) empty() bool {
+	return len(b.ents) == 0 && len(b.acks) == 0 && len(b.rels) == 0
+}
+
+// run is the committer: the only goroutine that writes files. Each pass
+// takes everything queued, writes it with as few syscalls as it can, fsyncs
+// once (per the mode), then completes the callbacks in seq order.
+func (o *Outbox) run() {
+	defer close(o.doneCh)
+	var tick <-chan time.Time
+	if o.opts.Fsync == FsyncInterval {
+		t := time.NewTicker(o.opts.FsyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	var spareBuf []byte
+	var spareEnts []entry
+	for {
+		b := o.take(spareBuf, spareEnts)
+		if b.empty() {
+			if b.closing {
+				o.finish()
+				return
+			}
+			select {
+			case <-o.kick:
+			case <-tick:
+				if o.dirty {
+					o.syncActive()
+				}
+			}
+			continue
+		}
+		o.pass(&b)
+		spareBuf, spareEnts = b.buf[:0], b.ents[:0]
+		if cap(spareBuf) > 4*o.pendingLimit {
+			spareBuf = nil // do not keep a burst's buffer forever
+		}
+	}
+}
+
+// take swaps out the queue, giving the producers the spare buffers.
+func (o *Outbox) take(spareBuf []byte, spareEnts []entry) batch {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b := batch{buf: o.qbuf, ents: o.qents, rels: o.pendRel, closing: o.closed}
+	if o.pendAcks.len() > 0 {
+		b.acks = slices.Clone(o.pendAcks.spans())
+		o.pendAcks.reset()
+	}
+	if len(b.ents) > 0 {
+		o.qbuf, o.qents = spareBuf, spareEnts
+		o.writing = int64(len(b.buf))
+		broadcast(&o.spaceCh) // the pending queue has room again
+	}
+	o.pendRel = nil
+	return b
+}
+
+func (o *Outbox) pass(b *batch) {
+	if o.opts.MaxBytes > 0 && o.opts.Full == DropOldest && len(b.buf) > 0 {
+		o.dropOldest(int64(len(b.buf)))
+	}
+	o.mu.Lock()
+	err := o.failed
+	o.mu.Unlock()
+	if err == nil {
+		err = o.writeRecords(b)
+	}
+	if err == nil && (len(b.acks) > 0 || len(b.rels) > 0) {
+		err = o.writeState(b)
+	}
+	if err == nil {
+		err = o.syncFor(b)
+	}
+	o.mu.Lock()
+	o.writing = 0
+	if err != nil && o.failed == nil {
+		o.failed = fmt.Errorf("outbox: %w", err)
+		o.log.Error("outbox: storage failed; refusing new messages until restart", "dir", o.opts.Dir, "err", err)
+	}
+	if err == nil {
+		for _, r := range b.rels {
+			if r.seq >= o.floor && !o.acked.has(r.seq) {
+				o.released[r.seq] = struct{}{}
+			}
+		}
+	}
+	o.mu.Unlock()
+	for _, e := range b.ents {
+		switch {
+		case e.err != nil:
+			e.done(0, e.err)
+		case err != nil:
+			e.done(e.seq, err)
+		default:
+			e.done(e.seq, nil)
+		}
+	}
+	for _, r := range b.rels {
+		r.done(err)
+	}
+	o.deleteAcked()
+	o.maybeCompact()
+}
+
+// writeRecords appends the batch to the active segment, rotating when it
+// would pass SegmentBytes. FsyncAlways writes and fsyncs record by record.
+func (o *Outbox) writeRecords(b *batch) error {
+	chunk := -1 // start of bytes not yet written
+	flush := func(end int) error {
+		if chunk < 0 || end <= chunk {
+			return nil
+		}
+		if err := o.writeActive(b.buf[chunk:end]); err != nil {
+			return err
+		}
+		chunk = -1
+		return nil
+	}
+	var written uint64 // seqs written in this pass
+	for _, e := range b.ents {
+		if e.err != nil {
+			continue
+		}
+		n := int64(e.end - e.start)
+		if o.activeCount > 0 && o.activeSize+n > o.opts.SegmentBytes {
+			if err := flush(e.start); err != nil {
+				return err
+			}
+			if err := o.rotate(e.seq); err != nil {
+				return err
+			}
+		}
+		if chunk < 0 {
+			chunk = e.start
+		}
+		if o.activeCount == 0 {
+			o.mu.Lock()
+			o.segs[len(o.segs)-1].firstTime = e.t
+			o.mu.Unlock()
+		}
+		o.activeCount++
+		o.activeSize += n
+		written++
+		if o.opts.Fsync == FsyncAlways {
+			if err := flush(e.end); err != nil {
+				return err
+			}
+			if err := o.syncActive(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(len(b.buf)); err != nil {
+		return err
+	}
+	if written == 0 {
+		return nil
+	}
+	o.mu.Lock()
+	last := &o.segs[len(o.segs)-1]
+	o.diskBytes += o.activeSize - last.bytes
+	last.bytes, last.count = o.activeSize, o.activeCount
+	o.writtenNext = o.activeFirst + o.activeCount
+	o.writtenOff = o.activeSize
+	o.writing = 0
+	if o.opts.Fsync == FsyncInterval {
+		o.durableNext = o.writtenNext
+		broadcast(&o.dataCh)
+	}
+	o.mu.Unlock()
+	o.dirty = true
+	return nil
+}
+
+func (o *Outbox) writeActive(p []byte) error {
+	if _, err := o.active.Write(p); err != nil {
+		return fmt.Errorf("write %s: %w", o.active.Name(), err)
+	}
+	o.mu.Lock()
+	o.st.bytesWritten += uint64(len(p))
+	o.mu.Unlock()
+	return nil
+}
+
+func (o *Outbox) syncActive() error {
+	if err := o.active.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", o.active.Name(), err)
+	}
+	o.dirty = false
+	o.mu.Lock()
+	o.st.fsyncs++
+	o.mu.Unlock()
+	return nil
+}
+
+// rotate seals the active segment (fsync) and starts a new one at first.
+func (o *Outbox) rotate(first uint64) error {
+	if err := o.syncActive(); err != nil {
+		return err
+	}
+	o.mu.Lock()
+	last := &o.segs[len(o.segs)-1]
+	o.diskBytes += o.activeSize - last.bytes
+	last.bytes, last.count = o.activeSize, o.activeCount
+	o.writtenNext = o.activeFirst + o.activeCount
+	o.writtenOff = o.activeSize
+	o.mu.Unlock()
+	if err := o.active.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", o.active.Name(), err)
+	}
+	if err := o.createSegment(first); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(o.segPath(first), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	o.active, o.activeFirst, o.activeCount, o.activeSize = f, first, 0, segHeaderSize
+	o.mu.Lock()
+	o.segs = append(o.segs, segInfo{first: first, bytes: segHeaderSize})
+	o.diskBytes += segHeaderSize
+	o.writtenOff = segHeaderSize
+	o.st.bytesWritten += segHeaderSize
+	o.st.fsyncs += 2
+	o.mu.Unlock()
+	return nil
+}
+
+// writeState appends ack ranges and release marks to the ack log.
+func (o *Outbox) writeState(b *batch) error {
+	buf := make([]byte, 0, (len(b.acks)+len(b.rels))*stateRecSize)
+	for _, sp := range b.acks {
+		buf = appendStateRec(buf, stAcks, sp.lo, sp.hi)
+	}
+	for _, r := range b.rels {
+		buf = appendStateRec(buf, stRelease, r.seq, 0)
+	}
+	if _, err := o.stateF.Write(buf); err != nil {
+		return fmt.Errorf("write ack log: %w", err)
+	}
+	o.stateSize += int64(len(buf))
+	o.mu.Lock()
+	o.st.bytesWritten += uint64(len(buf))
+	o.mu.Unlock()
+	return nil
+}
+
+// syncFor fsyncs what the mode requires and publishes the durable seq.
+// Release marks are always fsync'd, together with the segment holding
+// their message.
+func (o *Outbox) syncFor(b *batch) error {
+	needData := o.dirty && (o.opts.Fsync != FsyncInterval || len(b.rels) > 0)
+	if needData {
+		if err := o.syncActive(); err != nil {
+			return err
+		}
+	}
+	if len(b.rels) > 0 {
+		if err := o.stateF.Sync(); err != nil {
+			return fmt.Errorf("fsync ack log: %w", err)
+		}
+		o.mu.Lock()
+		o.st.fsyncs++
+		o.mu.Unlock()
+	}
+	if o.opts.Fsync != FsyncInterval {
+		o.mu.Lock()
+		if o.durableNext != o.writtenNext {
+			o.durableNext = o.writtenNext
+			broadcast(&o.dataCh)
+		}
+		o.mu.Unlock()
+	}
+	return nil
+}
+
+// dropOldest deletes the oldest segments until incoming more bytes fit
+// under MaxBytes, counting the unacknowledged messages they held.
+func (o *Outbox) dropOldest(incoming int64) {
+	var del []uint64
+	o.mu.Lock()
+	for o.diskBytes+incoming > o.opts.MaxBytes && len(o.segs) > 1 {
+		s0, s1 := o.segs[0], o.segs[1]
+		lo := max(o.floor, s0.first)
+		n := o.ackLocked(lo, s1.first)
+		o.pendAcks.add(lo, s1.first)
+		o.st.dropped["full_oldest"] += n
+		o.epOldest.drop(o.log, n, "max_bytes", o.opts.MaxBytes, "file", segName(s0.first))
+		o.diskBytes -= s0.bytes
+		o.segs = o.segs[1:]
+		del = append(del, s0.first)
+	}
+	o.mu.Unlock()
+	o.removeSegments(del)
+}
+
+// deleteAcked removes sealed segments whose every message is acknowledged.
+func (o *Outbox) deleteAcked() {
+	var del []uint64
+	o.mu.Lock()
+	for len(o.segs) > 1 && o.segs[1].first <= o.floor {
+		del = append(del, o.segs[0].first)
+		o.diskBytes -= o.segs[0].bytes
+		o.segs = o.segs[1:]
+	}
+	if len(del) > 0 {
+		o.endFullEpisodesLocked()
+		broadcast(&o.spaceCh)
+	}
+	o.mu.Unlock()
+	o.removeSegments(del)
+}
+
+// endFullEpisodesLocked ends full-buffer episodes once usage is back under
+// three quarters of MaxBytes (the hysteresis keeps a buffer hovering at the
+// limit from logging every segment).
+func (o *Outbox) endFullEpisodesLocked() {
+	if o.opts.MaxBytes == 0 || o.usageLocked() > o.opts.MaxBytes*3/4 {
+		return
+	}
+	o.epOldest.end(o.log)
+	o.epNewest.end(o.log)
+	o.epBlock.end(o.log)
+}
+
+func (o *Outbox) removeSegments(firsts []uint64) {
+	if len(firsts) == 0 {
+		return
+	}
+	for _, f := range firsts {
+		if err := os.Remove(o.segPath(f)); err != nil {
+			o.log.Warn("outbox: cannot delete acknowledged segment", "file", o.segPath(f), "err", err)
+		}
+	}
+	if err := syncDir(o.opts.Dir); err != nil {
+		o.log.Warn("outbox: cannot sync dir after deleting segments", "dir", o.opts.Dir, "err", err)
+	}
+}
+
+// maybeCompact rewrites the ack log as a snapshot once it has grown.
+func (o *Outbox) maybeCompact() {
+	if o.stateSize < stateCompactBytes {
+		return
+	}
+	o.compact()
+}
+
+func (o *Outbox) compact() {
+	o.mu.Lock()
+	floor := o.floor
+	acked := slices.Clone(o.acked.spans())
+	rel := make([]uint64, 0, len(o.released))
+	for s := range o.released {
+		rel = append(rel, s)
+	}
+	// Pending acks are in the snapshot: they need not be written again.
+	o.pendAcks.reset()
+	o.mu.Unlock()
+	f, size, err := writeStateSnapshot(o.opts.Dir, floor, acked, rel)
+	if err != nil {
+		o.log.Warn("outbox: cannot compact the ack log; will retry", "dir", o.opts.Dir, "err", err)
+		o.mu.Lock()
+		o.pendAcks.add(1, floor) // the floor, as a range
+		for _, sp := range acked {
+			o.pendAcks.add(sp.lo, sp.hi)
+		}
+		o.mu.Unlock()
+		return
+	}
+	o.stateF.Close()
+	o.stateF, o.stateSize = f, size
+	o.mu.Lock()
+	o.st.bytesWritten += uint64(size)
+	o.st.fsyncs += 2
+	o.mu.Unlock()
+}
+
+// finish flushes and closes at Close: the queue is empty by now.
+func (o *Outbox) finish() {
+	var err error
+	if o.dirty {
+		err = o.syncActive()
+	}
+	o.compact()
+	if serr := o.stateF.Sync(); err == nil && serr != nil {
+		err = serr
+	}
+	if cerr := o.active.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if cerr := o.stateF.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	o.mu.Lock()
+	if err != nil && o.failed == nil {
+		o.failed = fmt.Errorf("outbox: close: %w", err)
+	}
+	o.mu.Unlock()
+}

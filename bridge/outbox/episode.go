@@ -1,0 +1,67 @@
+package outbox
+
+import "log/slog"
+
+// episode logs drops of one reason once per episode: the first drop at Warn
+// with what to do, the end (room again) at Info with the count.
+type episode struct {
+	reason string // Stats.Dropped key
+	advice string
+	active bool
+	n      uint64
+}
+
+func (e *episode) drop(log *slog.Logger, n uint64, attrs ...any) {
+	if n == 0 {
+		return
+	}
+	if !e.active {
+		e.active = true
+		log.Warn("outbox: dropping messages", append([]any{"reason", e.reason, "what_to_do", e.advice}, attrs...)...)
+	}
+	e.n += n
+}
+
+func (e *episode) end(log *slog.Logger) {
+	if !e.active {
+		return
+	}
+	log.Info("outbox: drop episode ended", "reason", e.reason, "dropped", e.n)
+	e.active, e.n = false, 0
+}
+
+type originKey struct {
+	origin string
+	pid    uint16
+}
+
+// recentIndex remembers the seq of the last recentWindow QoS 2 appends by
+// (origin, packet id); older ones are evicted in append order.
+type recentIndex struct {
+	m    map[originKey]uint64
+	keys []originKey
+	seqs []uint64
+	pos  int
+}
+
+func (r *recentIndex) add(k originKey, seq uint64) {
+	if r.m == nil {
+		r.m = make(map[originKey]uint64)
+	}
+	if len(r.keys) < recentWindow {
+		r.keys = append(r.keys, k)
+		r.seqs = append(r.seqs, seq)
+	} else {
+		if old := r.keys[r.pos]; r.m[old] == r.seqs[r.pos] {
+			delete(r.m, old)
+		}
+		r.keys[r.pos], r.seqs[r.pos] = k, seq
+		r.pos = (r.pos + 1) % recentWindow
+	}
+	r.m[k] = seq
+}
+
+func (r *recentIndex) get(k originKey) (uint64, bool) {
+	s, ok := r.m[k]
+	return s, ok
+}

@@ -1,0 +1,108 @@
+package outbox
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logBuf is a concurrency-safe log sink for asserting on log lines.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuf) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func openT(t testing.TB, opts Options) *Outbox {
+	t.Helper()
+	o, err := Open(opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { o.Close() })
+	return o
+}
+
+func payloadFor(i int) []byte {
+	return []byte(fmt.Sprintf("payload-%06d-%s", i, bytes.Repeat([]byte{byte('a' + i%26)}, i%50)))
+}
+
+func msgFor(i int) Message {
+	return Message{Topic: fmt.Sprintf("readings/dev%d", i%3), QoS: 1, Payload: payloadFor(i)}
+}
+
+// nextT reads one message with a bounded wait.
+func nextT(t testing.TB, o *Outbox) Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m, err := o.Next(ctx)
+	if err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+	return m
+}
+
+// expectNoNext asserts that Next has nothing durable to return right now.
+func expectNoNext(t testing.TB, o *Outbox) {
+	t.Helper()
+	o.mu.Lock()
+	cursor, durable := o.cursor, o.durableNext
+	o.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if m, err := o.Next(ctx); err == nil {
+		t.Fatalf("Next returned seq %d (cursor %d, durable %d), want nothing", m.Seq, cursor, durable)
+	}
+}
+
+func appendN(t testing.TB, o *Outbox, from, n int) []uint64 {
+	t.Helper()
+	seqs := make([]uint64, 0, n)
+	for i := from; i < from+n; i++ {
+		s, err := o.Append(context.Background(), msgFor(i))
+		if err != nil {
+			t.Fatalf("Append %d: %v", i, err)
+		}
+		seqs = append(seqs, s)
+	}
+	return seqs
+}
+
+func segFiles(t testing.TB, dir string) []uint64 {
+	t.Helper()
+	f, err := listSegments(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func fileSize(t testing.TB, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}

@@ -1,0 +1,186 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// FsyncMode says when appended messages are forced to stable storage.
+type FsyncMode int
+
+const (
+	// FsyncBatch (the default) is group commit: the committer writes every
+	// message queued since its last pass and calls fsync once for the batch;
+	// callbacks complete after that fsync.
+	FsyncBatch FsyncMode = iota
+	// FsyncAlways writes and fsyncs each message on its own (still inside one
+	// committer pass, whose callbacks complete together). Safest, slowest and
+	// hardest on flash.
+	FsyncAlways
+	// FsyncInterval writes each batch and fsyncs every Options.FsyncInterval.
+	// Callbacks complete after the write, BEFORE the fsync: a message reported
+	// stored survives kill -9 of the process but may be lost on power loss.
+	// This is weaker than the other modes; MarkReleased stays fsync'd.
+	FsyncInterval
+)
+
+// String returns the configuration spelling of m.
+func (m FsyncMode) String() string {
+	switch m {
+	case FsyncAlways:
+		return "always"
+	case FsyncBatch:
+		return "batch"
+	case FsyncInterval:
+		return "interval"
+	}
+	return fmt.Sprintf("FsyncMode(%d)", int(m))
+}
+
+// ParseFsyncMode parses "always", "batch" or "interval".
+func ParseFsyncMode(s string) (FsyncMode, error) {
+	switch s {
+	case "always":
+		return FsyncAlways, nil
+	case "batch", "":
+		return FsyncBatch, nil
+	case "interval":
+		return FsyncInterval, nil
+	}
+	return 0, fmt.Errorf("outbox: fsync mode %q: want \"always\", \"batch\" or \"interval\"", s)
+}
+
+// FullPolicy says what happens when the log holds Options.MaxBytes.
+type FullPolicy int
+
+const (
+	// DropOldest deletes the oldest segment (whole segments, see
+	// Options.SegmentBytes) to make room; the dropped messages are counted.
+	DropOldest FullPolicy = iota
+	// DropNewest refuses new messages with ErrFull.
+	DropNewest
+	// Block makes AppendAsync wait until space frees or its context ends.
+	Block
+)
+
+// String returns the configuration spelling of p.
+func (p FullPolicy) String() string {
+	switch p {
+	case DropOldest:
+		return "drop_oldest"
+	case DropNewest:
+		return "drop_newest"
+	case Block:
+		return "block"
+	}
+	return fmt.Sprintf("FullPolicy(%d)", int(p))
+}
+
+// ParseFullPolicy parses "drop_oldest", "drop_newest" or "block".
+func ParseFullPolicy(s string) (FullPolicy, error) {
+	switch s {
+	case "drop_oldest", "":
+		return DropOldest, nil
+	case "drop_newest":
+		return DropNewest, nil
+	case "block":
+		return Block, nil
+	}
+	return 0, fmt.Errorf("outbox: full policy %q: want \"drop_oldest\", \"drop_newest\" or \"block\"", s)
+}
+
+// Options configures Open.
+type Options struct {
+	// Dir holds the segment files and the ack log; it is created if missing.
+	Dir string
+	// SegmentBytes is the size at which a segment is closed and a new one
+	// started (default 8 MiB). When MaxBytes is set, it is lowered to
+	// MaxBytes/8 (at least 4 KiB) so that DropOldest, which deletes whole
+	// segments, drops at most about an eighth of the buffer at a time.
+	SegmentBytes int64
+	// MaxBytes bounds the segment bytes on disk; 0 means unlimited.
+	MaxBytes int64
+	// MaxAge drops messages older than this when Next reaches them; 0 = none.
+	MaxAge time.Duration
+	// Full is the policy applied when MaxBytes is reached.
+	Full FullPolicy
+	// Fsync is the durability mode (default FsyncBatch).
+	Fsync FsyncMode
+	// FsyncInterval is the period of FsyncInterval mode (default 1s).
+	FsyncInterval time.Duration
+	// Logger receives recovery, drop-episode and I/O messages (default: discard).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+const (
+	defaultSegmentBytes = 8 << 20
+	minSegmentBytes     = 4 << 10
+	// maxPendingBytes bounds the encoded bytes queued for the committer;
+	// AppendAsync waits beyond it, so memory stays bounded when the disk
+	// is slower than the publishers.
+	maxPendingBytes = 8 << 20
+	// maxRecordBody bounds one record; a longer length field is corruption.
+	maxRecordBody = 64 << 20
+	// recentWindow is how many QoS 2 origins RecentOrigin remembers.
+	recentWindow = 1 << 16
+	// recentScanBytes bounds how much of the log tail Open reads to rebuild
+	// the RecentOrigin window.
+	recentScanBytes = 16 << 20
+	// maxOutOfOrderAcks bounds the acks kept above the first unacked seq.
+	maxOutOfOrderAcks = 1 << 16
+	// stateCompactBytes is the ack log size that triggers a compaction.
+	stateCompactBytes = 256 << 10
+)
+
+func (o *Options) withDefaults() (Options, error) {
+	c := *o
+	if c.Dir == "" {
+		return c, errors.New("outbox: options: Dir is empty")
+	}
+	if c.SegmentBytes <= 0 {
+		c.SegmentBytes = defaultSegmentBytes
+	}
+	if c.MaxBytes < 0 || c.MaxAge < 0 || c.FsyncInterval < 0 {
+		return c, errors.New("outbox: options: MaxBytes, MaxAge and FsyncInterval must not be negative")
+	}
+	if c.MaxBytes > 0 && c.SegmentBytes > c.MaxBytes/8 {
+		c.SegmentBytes = c.MaxBytes / 8
+	}
+	if c.SegmentBytes < minSegmentBytes {
+		c.SegmentBytes = minSegmentBytes
+	}
+	if c.MaxBytes > 0 && c.MaxBytes < 2*c.SegmentBytes {
+		return c, fmt.Errorf("outbox: options: MaxBytes %d is too small (minimum %d)", c.MaxBytes, 2*minSegmentBytes)
+	}
+	switch c.Full {
+	case DropOldest, DropNewest, Block:
+	default:
+		return c, fmt.Errorf("outbox: options: unknown full policy %d", int(c.Full))
+	}
+	switch c.Fsync {
+	case FsyncAlways, FsyncBatch, FsyncInterval:
+	default:
+		return c, fmt.Errorf("outbox: options: unknown fsync mode %d", int(c.Fsync))
+	}
+	if c.FsyncInterval == 0 {
+		c.FsyncInterval = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// ErrFull is reported for a message refused because the outbox is full
+// (DropNewest), or returned by AppendAsync under Block when the context ends.
+var ErrFull = errors.New("outbox: full")
+
+// ErrClosed is returned by calls on a closed Outbox.
+var ErrClosed = errors.New("outbox: closed")

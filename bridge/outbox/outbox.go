@@ -1,0 +1,499 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Message is one stored MQTT publication.
+type Message struct {
+	// Seq is assigned by AppendAsync: 1, 2, 3, … never reused.
+	Seq     uint64
+	Topic   string
+	QoS     byte // 1 or 2
+	Retain  bool
+	Payload []byte
+	// Time is when the message was accepted (set by AppendAsync if zero).
+	Time time.Time
+	// Origin and OriginPID are the local publisher's client id and packet id,
+	// kept for QoS 2 DUP dedupe (RecentOrigin).
+	Origin    string
+	OriginPID uint16
+	// Released is set by Next for a QoS 2 message whose PUBREC was already
+	// received (MarkReleased): send PUBREL, not PUBLISH.
+	Released bool
+}
+
+// Stats is a snapshot of the outbox counters.
+type Stats struct {
+	// Messages and Bytes are the depth: unacknowledged messages, and bytes
+	// of segment files on disk.
+	Messages, Bytes uint64
+	// OldestAge is the age of the oldest unacknowledged message, at segment
+	// granularity (the first record time of the segment holding it, so it
+	// may overstate by up to one segment's span).
+	OldestAge time.Duration
+	// Appended, Acked, Replayed (returned by Next again after a Rewind) and
+	// DuplicatesAvoided (RecentOrigin hits) count since Open.
+	Appended, Acked, Replayed, DuplicatesAvoided uint64
+	// Dropped counts dropped messages by reason: "full_oldest",
+	// "full_newest", "expired", "corrupt".
+	Dropped map[string]uint64
+	// Blocked counts appends that had to wait for space under Block.
+	Blocked uint64
+	// TailCutBytes is how many bytes of torn or corrupt tail Open cut off.
+	TailCutBytes uint64
+	// BytesWritten counts every byte written to segments and the ack log;
+	// PayloadBytes the payload bytes appended: their ratio is the write
+	// amplification seen by the file system.
+	BytesWritten, PayloadBytes, Fsyncs uint64
+	// Full is true during a full-buffer episode.
+	Full bool
+}
+
+type entry struct {
+	seq        uint64
+	start, end int // record bytes in the batch buffer
+	t          time.Time
+	done       func(uint64, error)
+	err        error
+}
+
+type releaseReq struct {
+	seq  uint64
+	done func(error)
+}
+
+type counters struct {
+	appended, acked, replayed, dupAvoided, blocked uint64
+	tailCut                                        uint64
+	bytesWritten, payloadBytes, fsyncs             uint64
+	dropped                                        map[string]uint64
+}
+
+// Outbox is the durable store-and-forward log. Its methods are safe for
+// concurrent use; Next is meant for one consumer (the upstream session).
+type Outbox struct {
+	opts         Options
+	log          *slog.Logger
+	lockF        *os.File
+	pendingLimit int
+
+	mu          sync.Mutex
+	closed      bool
+	failed      error // sticky I/O error of the committer
+	nextSeq     uint64
+	qbuf        []byte
+	qents       []entry
+	writing     int64 // bytes of the batch the committer is writing
+	pendAcks    seqSet
+	pendRel     []releaseReq
+	segs        []segInfo // oldest first; the last one is active
+	diskBytes   int64
+	writtenNext uint64 // seqs below it are written to their segment files
+	writtenOff  int64  // size of the active segment at writtenNext
+	durableNext uint64 // seqs below it are durable per the fsync mode
+	floor       uint64 // every seq below it is acknowledged (or dropped)
+	acked       seqSet // acknowledged seqs at or above floor
+	released    map[uint64]struct{}
+	recent      recentIndex
+	cursor      uint64 // next seq Next looks at
+	rgen        uint64 // bumped by Rewind
+	maxGiven    uint64 // highest seq Next returned
+	st          counters
+	epOldest    episode
+	epNewest    episode
+	epBlock     episode
+	epExpired   episode
+	dataCh      chan struct{} // closed when durableNext advances
+	spaceCh     chan struct{} // closed when queue or disk space frees
+	closedCh    chan struct{}
+
+	kick      chan struct{}
+	doneCh    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+
+	// Owned by the committer goroutine.
+	active      *os.File
+	activeFirst uint64
+	activeCount uint64
+	activeSize  int64
+	stateF      *os.File
+	stateSize   int64
+	dirty       bool // written but not fsync'd (FsyncInterval)
+
+	rmu sync.Mutex
+	rd  segReader
+}
+
+// Open opens (or creates) the outbox in opts.Dir, recovers a torn tail of
+// the last segment, and starts the committer.
+func Open(opts Options) (*Outbox, error) {
+	c, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("outbox: create dir: %w", err)
+	}
+	lockF, err := lockDir(c.Dir)
+	if err != nil {
+		return nil, err
+	}
+	o := &Outbox{
+		opts:     c,
+		log:      c.Logger,
+		lockF:    lockF,
+		released: map[uint64]struct{}{},
+		dataCh:   make(chan struct{}),
+		spaceCh:  make(chan struct{}),
+		closedCh: make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		doneCh:   make(chan struct{}),
+	}
+	o.pendingLimit = maxPendingBytes
+	if c.MaxBytes > 0 {
+		o.pendingLimit = int(min(int64(maxPendingBytes), c.SegmentBytes))
+	}
+	o.st.dropped = map[string]uint64{"full_oldest": 0, "full_newest": 0, "expired": 0, "corrupt": 0}
+	o.epOldest = episode{reason: "full_oldest", advice: "the buffer reached max_bytes and the oldest messages are deleted to make room; restore the uplink or raise [buffer] max_bytes"}
+	o.epNewest = episode{reason: "full_newest", advice: "the buffer reached max_bytes and new messages are refused; restore the uplink or raise [buffer] max_bytes"}
+	o.epBlock = episode{reason: "full_block", advice: "the buffer reached max_bytes and local publishers are held back until space frees; restore the uplink or raise [buffer] max_bytes"}
+	o.epExpired = episode{reason: "expired", advice: "messages older than [buffer] max_age are dropped unsent; restore the uplink or raise max_age"}
+	if err := o.recover(); err != nil {
+		o.closeFiles()
+		return nil, fmt.Errorf("outbox: open %s: %w", c.Dir, err)
+	}
+	go o.run()
+	return o, nil
+}
+
+// lockDir takes an exclusive flock on Dir/LOCK so that two processes never
+// share one outbox; the kernel drops it when the process dies.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: lock dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("outbox: %s is in use by another process (flock: %w)", dir, err)
+	}
+	return f, nil
+}
+
+func (o *Outbox) closeFiles() {
+	if o.active != nil {
+		o.active.Close()
+	}
+	if o.stateF != nil {
+		o.stateF.Close()
+	}
+	if o.lockF != nil {
+		o.lockF.Close()
+	}
+}
+
+// AppendAsync assigns the next seq to m and queues it for the committer.
+// done is called exactly once, from the committer and in seq order, after
+// the message is durable per the fsync mode, or with an error if it could
+// not be stored (ErrFull under DropNewest, then with seq 0; an I/O error).
+// Under Block it waits until space frees or ctx ends. It returns an error
+// only when the message was not queued at all (then done is not called):
+// ErrClosed, an invalid message, an earlier I/O error, or ErrFull wrapping
+// ctx.Err() when a Block wait ends.
+func (o *Outbox) AppendAsync(ctx context.Context, m Message, done func(seq uint64, err error)) error {
+	if m.QoS != 1 && m.QoS != 2 {
+		return fmt.Errorf("outbox: append: qos %d: only QoS 1 and 2 are stored (QoS 0 goes to the Ring)", m.QoS)
+	}
+	if len(m.Topic) > 0xffff || len(m.Origin) > 0xffff {
+		return fmt.Errorf("outbox: append: topic or origin longer than 65535 bytes")
+	}
+	size := recordSize(&m)
+	if size-recHeaderSize > maxRecordBody {
+		return fmt.Errorf("outbox: append: message of %d bytes exceeds the %d byte limit", size, maxRecordBody)
+	}
+	if done == nil {
+		done = func(uint64, error) {}
+	}
+	o.mu.Lock()
+	for {
+		if o.closed {
+			o.mu.Unlock()
+			return ErrClosed
+		}
+		if o.failed != nil {
+			err := o.failed
+			o.mu.Unlock()
+			return err
+		}
+		if len(o.qbuf) > 0 && len(o.qbuf)+size > o.pendingLimit {
+			if err := o.waitLocked(ctx, o.spaceCh); err != nil {
+				o.mu.Unlock()
+				return err
+			}
+			continue
+		}
+		if o.opts.MaxBytes > 0 && o.opts.Full != DropOldest && o.usageLocked()+int64(size) > o.opts.MaxBytes {
+			if o.opts.Full == DropNewest {
+				o.st.dropped["full_newest"]++
+				o.epNewest.drop(o.log, 1, "max_bytes", o.opts.MaxBytes)
+				o.qents = append(o.qents, entry{done: done, err: ErrFull})
+				o.mu.Unlock()
+				o.wake()
+				return nil
+			}
+			if !o.epBlock.active {
+				o.epBlock.drop(o.log, 1, "max_bytes", o.opts.MaxBytes)
+			} else {
+				o.epBlock.n++
+			}
+			o.st.blocked++
+			if err := o.waitLocked(ctx, o.spaceCh); err != nil {
+				o.mu.Unlock()
+				if errors.Is(err, ErrClosed) {
+					return err
+				}
+				return fmt.Errorf("%w: %w", ErrFull, err)
+			}
+			continue
+		}
+		break
+	}
+	m.Seq = o.nextSeq
+	o.nextSeq++
+	if m.Time.IsZero() {
+		m.Time = o.opts.Now()
+	}
+	start := len(o.qbuf)
+	o.qbuf = appendRecord(o.qbuf, &m)
+	o.qents = append(o.qents, entry{seq: m.Seq, start: start, end: len(o.qbuf), t: m.Time, done: done})
+	if m.QoS == 2 && m.Origin != "" {
+		o.recent.add(originKey{m.Origin, m.OriginPID}, m.Seq)
+	}
+	o.st.appended++
+	o.st.payloadBytes += uint64(len(m.Payload))
+	o.mu.Unlock()
+	o.wake()
+	return nil
+}
+
+// Append stores m and waits until it is durable per the fsync mode.
+func (o *Outbox) Append(ctx context.Context, m Message) (uint64, error) {
+	type result struct {
+		seq uint64
+		err error
+	}
+	ch := make(chan result, 1)
+	if err := o.AppendAsync(ctx, m, func(seq uint64, err error) { ch <- result{seq, err} }); err != nil {
+		return 0, err
+	}
+	r := <-ch // the committer completes every queued entry, also on Close
+	return r.seq, r.err
+}
+
+// waitLocked waits, with o.mu released, until ch is closed, ctx ends or
+// the outbox closes.
+func (o *Outbox) waitLocked(ctx context.Context, ch chan struct{}) error {
+	o.mu.Unlock()
+	defer o.mu.Lock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-o.closedCh:
+		return ErrClosed
+	}
+}
+
+func (o *Outbox) wake() {
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (o *Outbox) usageLocked() int64 {
+	return o.diskBytes + o.writing + int64(len(o.qbuf))
+}
+
+// broadcast closes *ch and replaces it, waking every waiter.
+func broadcast(ch *chan struct{}) {
+	close(*ch)
+	*ch = make(chan struct{})
+}
+
+// Ack records that upstream confirmed seq (PUBACK, or PUBCOMP for QoS 2).
+// Acks may come in any order. They are written to the ack log by the next
+// committer pass and fsync'd lazily: after a power loss a lost ack only
+// causes a resend (or a PUBREL resend for QoS 2).
+func (o *Outbox) Ack(seq uint64) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return ErrClosed
+	}
+	if seq == 0 || seq >= o.writtenNext {
+		return fmt.Errorf("outbox: ack %d: no such message", seq)
+	}
+	if seq < o.floor || o.acked.has(seq) {
+		return nil
+	}
+	if seq != o.floor && o.acked.len() >= maxOutOfOrderAcks {
+		o.log.Debug("outbox: too many out-of-order acks; this one will be resent", "seq", seq)
+		return nil
+	}
+	o.ackLocked(seq, seq+1)
+	o.pendAcks.add(seq, seq+1)
+	o.st.acked++
+	o.wakeSoon()
+	return nil
+}
+
+// wakeSoon kicks the committer (already holding o.mu is fine: non-blocking).
+func (o *Outbox) wakeSoon() { o.wake() }
+
+// ackLocked marks [lo, hi) acknowledged and returns how many were not yet.
+func (o *Outbox) ackLocked(lo, hi uint64) uint64 {
+	lo = max(lo, o.floor)
+	if hi <= lo {
+		return 0
+	}
+	n := o.acked.add(lo, hi)
+	o.floor = o.acked.popFrom(o.floor)
+	if len(o.released) > 0 {
+		if hi-lo == 1 {
+			delete(o.released, lo)
+		} else {
+			for s := range o.released {
+				if s >= lo && s < hi {
+					delete(o.released, s)
+				}
+			}
+		}
+		for s := range o.released {
+			if s < o.floor {
+				delete(o.released, s)
+			}
+		}
+	}
+	return n
+}
+
+// MarkReleased records that the PUBREC of QoS 2 message seq arrived. done is
+// called once the mark is durable (fsync'd, in every fsync mode); only then
+// may the session send PUBREL, so that after a crash Next returns the
+// message with Released set rather than resending a PUBLISH. done is called
+// from the committer, or at once from the caller's goroutine for an unknown
+// seq or a closed outbox.
+func (o *Outbox) MarkReleased(seq uint64, done func(error)) {
+	if done == nil {
+		done = func(error) {}
+	}
+	o.mu.Lock()
+	switch {
+	case o.closed:
+		o.mu.Unlock()
+		done(ErrClosed)
+		return
+	case o.failed != nil:
+		err := o.failed
+		o.mu.Unlock()
+		done(err)
+		return
+	case seq == 0 || seq >= o.writtenNext:
+		o.mu.Unlock()
+		done(fmt.Errorf("outbox: mark released %d: no such message", seq))
+		return
+	case seq < o.floor || o.acked.has(seq):
+		o.mu.Unlock()
+		done(nil) // already completed; nothing left to resend
+		return
+	}
+	o.pendRel = append(o.pendRel, releaseReq{seq, done})
+	o.mu.Unlock()
+	o.wake()
+}
+
+// RecentOrigin reports whether a QoS 2 message from this local client and
+// packet id was appended recently (the last 65536 QoS 2 appends, rebuilt on
+// Open from the last 16 MiB of the log), and its seq. A hit is counted in
+// Stats.DuplicatesAvoided: call it when a hit means the message is dropped.
+func (o *Outbox) RecentOrigin(origin string, pid uint16) (seq uint64, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	seq, ok = o.recent.get(originKey{origin, pid})
+	if ok {
+		o.st.dupAvoided++
+	}
+	return seq, ok
+}
+
+// Stats returns a snapshot of the counters.
+func (o *Outbox) Stats() Stats {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := Stats{
+		Bytes:             uint64(o.diskBytes),
+		Appended:          o.st.appended,
+		Acked:             o.st.acked,
+		Replayed:          o.st.replayed,
+		DuplicatesAvoided: o.st.dupAvoided,
+		Blocked:           o.st.blocked,
+		TailCutBytes:      o.st.tailCut,
+		BytesWritten:      o.st.bytesWritten,
+		PayloadBytes:      o.st.payloadBytes,
+		Fsyncs:            o.st.fsyncs,
+		Full:              o.epOldest.active || o.epNewest.active || o.epBlock.active,
+		Dropped:           make(map[string]uint64, len(o.st.dropped)),
+	}
+	for k, v := range o.st.dropped {
+		s.Dropped[k] = v
+	}
+	if o.writtenNext > o.floor {
+		s.Messages = o.writtenNext - o.floor - o.acked.n
+	}
+	if s.Messages > 0 {
+		for i := len(o.segs) - 1; i >= 0; i-- {
+			if o.segs[i].first <= o.floor {
+				if t := o.segs[i].firstTime; !t.IsZero() {
+					s.OldestAge = max(0, o.opts.Now().Sub(t))
+				}
+				break
+			}
+		}
+	}
+	return s
+}
+
+// Close writes and fsyncs everything queued, completes every callback,
+// stops the committer and closes the files. It is idempotent.
+func (o *Outbox) Close() error {
+	o.closeOnce.Do(func() {
+		o.mu.Lock()
+		o.closed = true
+		close(o.closedCh)
+		o.mu.Unlock()
+		o.wake()
+		<-o.doneCh
+		o.rmu.Lock()
+		o.rd.close()
+		o.rmu.Unlock()
+		o.mu.Lock()
+		o.closeErr = o.failed
+		o.mu.Unlock()
+		if err := o.lockF.Close(); err != nil && o.closeErr == nil {
+			o.closeErr = fmt.Errorf("outbox: close: %w", err)
+		}
+	})
+	return o.closeErr
+}

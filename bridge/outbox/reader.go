@@ -1,0 +1,217 @@
+package outbox
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// segReader reads one segment file sequentially through a buffer.
+type segReader struct {
+	f     *os.File
+	br    *bufio.Reader
+	rr    recordReader
+	first uint64 // segment open
+	pos   uint64 // seq of the next record in the stream
+}
+
+func (r *segReader) close() {
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+}
+
+// open positions the reader at offset off of segment first, where the
+// record with seq pos starts (off 0: at the start, header checked).
+func (r *segReader) open(path string, first uint64, off int64, pos uint64) error {
+	r.close()
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	if r.br == nil {
+		r.br = bufio.NewReaderSize(f, 256<<10)
+	} else {
+		r.br.Reset(f)
+	}
+	r.f, r.first = f, first
+	if off == 0 {
+		hdr := make([]byte, segHeaderSize)
+		if _, err := io.ReadFull(r.br, hdr); err != nil {
+			return fmt.Errorf("%w: header: %v", errCorrupt, err)
+		}
+		if err := checkSegHeader(hdr, first); err != nil {
+			return fmt.Errorf("%w: header: %v", errCorrupt, err)
+		}
+		off, pos = segHeaderSize, first
+	} else if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return err
+	} else {
+		r.br.Reset(f)
+	}
+	r.rr = recordReader{r: r.br, off: off, buf: r.rr.buf}
+	r.pos = pos
+	return nil
+}
+
+// errShort means a segment ended before the wanted seq.
+var errShort = errors.New("segment ends before the wanted record")
+
+// readSeq returns the record with seq want, reading forward from the
+// current position (reopening the segment if want is behind it).
+func (r *segReader) readSeq(path string, first, want uint64) (Message, error) {
+	if r.f == nil || r.first != first || r.pos > want {
+		if err := r.open(path, first, 0, 0); err != nil {
+			r.close()
+			return Message{}, err
+		}
+	}
+	for {
+		body, err := r.rr.nextBody()
+		if err == io.EOF {
+			return Message{}, errShort
+		}
+		if err != nil {
+			r.close()
+			return Message{}, err
+		}
+		seq := binary.LittleEndian.Uint64(body[0:])
+		if seq != r.pos {
+			r.close()
+			return Message{}, fmt.Errorf("%w: seq %d where %d was expected", errCorrupt, seq, r.pos)
+		}
+		r.pos++
+		if seq == want {
+			return decodeBody(body)
+		}
+	}
+}
+
+// Next blocks until a message past the read cursor is durable (or ctx ends,
+// or the outbox closes) and returns it, advancing the cursor. It skips
+// acknowledged messages, drops and counts expired ones (MaxAge), and drops
+// and counts records it cannot read (logged at Error).
+func (o *Outbox) Next(ctx context.Context) (Message, error) {
+	for {
+		o.mu.Lock()
+		if o.closed {
+			o.mu.Unlock()
+			return Message{}, ErrClosed
+		}
+		if o.cursor < o.floor {
+			o.cursor = o.floor
+		}
+		for o.cursor < o.durableNext && o.acked.has(o.cursor) {
+			o.cursor++
+		}
+		if o.cursor >= o.durableNext {
+			ch := o.dataCh
+			o.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return Message{}, ctx.Err()
+			case <-o.closedCh:
+				return Message{}, ErrClosed
+			}
+			continue
+		}
+		want, gen := o.cursor, o.rgen
+		i := len(o.segs) - 1
+		for i > 0 && o.segs[i].first > want {
+			i--
+		}
+		first := o.segs[i].first
+		end := o.writtenNext // exclusive end of the records in this segment
+		if i+1 < len(o.segs) {
+			end = o.segs[i+1].first
+		}
+		o.mu.Unlock()
+
+		path := o.segPath(first)
+		o.rmu.Lock()
+		m, err := o.rd.readSeq(path, first, want)
+		o.rmu.Unlock()
+
+		o.mu.Lock()
+		if gen != o.rgen {
+			o.mu.Unlock()
+			continue // rewound meanwhile
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) && (len(o.segs) == 0 || o.segs[0].first > first) {
+				o.mu.Unlock()
+				continue // deleted meanwhile (acknowledged or dropped)
+			}
+			if !errors.Is(err, errCorrupt) && !errors.Is(err, errShort) && !errors.Is(err, os.ErrNotExist) {
+				o.mu.Unlock()
+				return Message{}, fmt.Errorf("outbox: read %s: %w", path, err)
+			}
+			o.dropCorruptLocked(path, first, want, end, err)
+			o.mu.Unlock()
+			continue
+		}
+		o.cursor = want + 1
+		if want < o.floor || o.acked.has(want) {
+			o.mu.Unlock()
+			continue
+		}
+		if o.opts.MaxAge > 0 && o.opts.Now().Sub(m.Time) > o.opts.MaxAge {
+			o.ackLocked(want, want+1)
+			o.pendAcks.add(want, want+1)
+			o.st.dropped["expired"]++
+			o.epExpired.drop(o.log, 1, "max_age", o.opts.MaxAge, "seq", want)
+			o.mu.Unlock()
+			o.wake()
+			continue
+		}
+		o.epExpired.end(o.log)
+		if _, ok := o.released[want]; ok {
+			m.Released = true
+		}
+		if want <= o.maxGiven {
+			o.st.replayed++
+		} else {
+			o.maxGiven = want
+		}
+		o.mu.Unlock()
+		return m, nil
+	}
+}
+
+// dropCorruptLocked drops the unreadable records [want, end) of segment
+// first and moves the reader past them.
+func (o *Outbox) dropCorruptLocked(path string, first, want, end uint64, cause error) {
+	activeSeg := o.segs[len(o.segs)-1].first == first
+	if activeSeg {
+		// Resume at the end of what is written: the reader can seek there.
+		end = o.writtenNext
+		off := o.writtenOff
+		o.rmu.Lock()
+		if err := o.rd.open(path, first, off, end); err != nil {
+			o.rd.close()
+		}
+		o.rmu.Unlock()
+	}
+	n := o.ackLocked(want, end)
+	o.pendAcks.add(want, end)
+	o.st.dropped["corrupt"] += n
+	o.cursor = max(o.cursor, end)
+	o.log.Error("outbox: unreadable records skipped", "file", path, "from_seq", want, "to_seq", end-1, "messages", n, "err", cause,
+		"what_to_do", "the storage returned damaged data; check the SD card or disk")
+	o.wake()
+}
+
+// Rewind moves the cursor back to the first unacknowledged message: on
+// reconnect everything unacknowledged is sent again, in order.
+func (o *Outbox) Rewind() {
+	o.mu.Lock()
+	o.cursor = o.floor
+	o.rgen++
+	o.mu.Unlock()
+}
