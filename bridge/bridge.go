@@ -1,0 +1,273 @@
+// Package bridge carries messages between the local broker and a remote one:
+// topic rules like Mosquitto's, a durable outbox for QoS 1 and 2, a bounded
+// memory ring for QoS 0, and the upstream MQTT session over (mutual) TLS.
+//
+// The upstream session is our own small MQTT client on mochi-mqtt's packet
+// codec rather than paho. The reason is the outbox: exactly-once delivery
+// across a crash needs the packet identifier of every QoS 2 message to be
+// known again after a restart, the PUBREC state to be durable before PUBREL
+// goes out, and the in-flight window to be fed straight from the on-disk log
+// in order. paho keeps its own in-flight store, picks identifiers itself and
+// acknowledges through callbacks that cannot hold a PUBREL until our fsync;
+// bolting the outbox onto it would mean two stores that can disagree after a
+// crash. Here the identifier is a pure function of the outbox sequence number
+// (see pid), and the only per-message state written is the outbox itself.
+package bridge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgegw/edgegw/bridge/outbox"
+)
+
+// Message is one message taken from the local broker.
+type Message struct {
+	Topic    string
+	Payload  []byte
+	QoS      byte
+	Retain   bool
+	Origin   string // local publisher's client ID; "" for the gateway's own
+	PacketID uint16
+	Dup      bool
+}
+
+// Endpoint is one upstream broker address.
+type Endpoint struct {
+	Addr string // host:port
+	TLS  bool
+}
+
+// Options configure a Bridge.
+type Options struct {
+	Endpoints []Endpoint
+	// TLS returns the client TLS configuration; it is called for every
+	// connection attempt, so replaced certificate files are picked up.
+	TLS          func() (*tls.Config, error)
+	ClientID     string
+	Username     string
+	Password     []byte
+	CleanSession bool
+	Keepalive    time.Duration
+	// Version is the MQTT protocol level: 4 (3.1.1, default) or 5.
+	Version    byte
+	Inflight   int
+	ReplayRate int // messages per second upstream, 0 = no cap
+	BackoffMin time.Duration
+	BackoffMax time.Duration
+	Rules      []Rule
+
+	Outbox *outbox.Outbox
+	QoS0   *outbox.Ring
+
+	// Deliver hands a message that came down to the local broker.
+	Deliver func(topic string, payload []byte, qos byte, retain bool) error
+	// Explain turns a connection error into a plain sentence (TLS causes);
+	// nil uses the error text.
+	Explain func(err error, addr string) string
+	// Dial opens the TCP connection; nil uses net.Dialer.
+	Dial   func(ctx context.Context, addr string) (net.Conn, error)
+	Logger *slog.Logger
+}
+
+// Stats is the bridge's state for metrics and `edgegw status`.
+type Stats struct {
+	LinkUp            bool
+	Endpoint          string
+	Connects          uint64
+	ConnectFailures   uint64
+	LinkDowns         uint64
+	SentPublish       uint64
+	Acked             uint64
+	Inflight          int
+	Received          uint64 // messages that came down
+	DuplicatesAvoided uint64
+	Refused           uint64 // local messages the outbox refused (full)
+	LastError         string
+	Outbox            outbox.Stats
+	QoS0Dropped       uint64
+	QoS0Queued        int
+}
+
+// Bridge is the running bridge.
+type Bridge struct {
+	o   Options
+	log *slog.Logger
+
+	linkUp            atomic.Bool
+	connects          atomic.Uint64
+	connectFailures   atomic.Uint64
+	linkDowns         atomic.Uint64
+	sent              atomic.Uint64
+	acked             atomic.Uint64
+	received          atomic.Uint64
+	duplicatesAvoided atomic.Uint64
+	refused           atomic.Uint64
+	inflightN         atomic.Int64
+
+	mu        sync.Mutex
+	lastErr   string
+	endpoint  string
+	maxSent   uint64 // highest seq sent in this process, for the DUP flag
+	acceptCtx context.Context
+	stop      context.CancelFunc
+}
+
+// New makes a Bridge. Run starts the upstream session.
+func New(o Options) *Bridge {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Keepalive <= 0 {
+		o.Keepalive = 30 * time.Second
+	}
+	if o.Version == 0 {
+		o.Version = 4
+	}
+	if o.Inflight <= 0 {
+		o.Inflight = 256
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 250 * time.Millisecond
+	}
+	if o.BackoffMax < o.BackoffMin {
+		o.BackoffMax = max(o.BackoffMin, 2*time.Second)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Bridge{o: o, log: o.Logger, acceptCtx: ctx, stop: cancel}
+}
+
+// Wants reports whether a local topic is bridged out.
+func (b *Bridge) Wants(topic string) bool {
+	_, _, ok := outRule(b.o.Rules, topic)
+	return ok
+}
+
+// recentDupWindow bounds how far back a DUP resend is looked for: only
+// messages in flight when the gateway died are resent, and publishers keep
+// far fewer than this in flight.
+const recentDupWindow = 4096
+
+// Accept takes a local message for upstream. done (nil for the gateway's own
+// messages and QoS 0) is called once the message is durable or refused.
+func (b *Bridge) Accept(m Message, done func(error)) {
+	remote, ruleQoS, ok := outRule(b.o.Rules, m.Topic)
+	if !ok {
+		if done != nil {
+			done(nil)
+		}
+		return
+	}
+	q := min(m.QoS, ruleQoS)
+	if q == 0 {
+		if b.o.QoS0 != nil {
+			b.o.QoS0.Push(outbox.Message{Topic: remote, Payload: m.Payload, Retain: m.Retain, Time: time.Now()})
+		}
+		if done != nil {
+			done(nil)
+		}
+		return
+	}
+	if m.Dup && m.QoS == 2 && m.Origin != "" {
+		// A publisher resending a QoS 2 PUBLISH after our crash: if we stored
+		// it before dying, storing it again would deliver it twice.
+		if seq, ok := b.o.Outbox.RecentOrigin(m.Origin, m.PacketID); ok && seq+recentDupWindow > b.o.Outbox.Stats().Appended {
+			b.duplicatesAvoided.Add(1)
+			if done != nil {
+				done(nil)
+			}
+			return
+		}
+	}
+	om := outbox.Message{
+		Topic: remote, QoS: q, Retain: m.Retain, Payload: m.Payload, Time: time.Now(),
+		Origin: m.Origin, OriginPID: m.PacketID,
+	}
+	err := b.o.Outbox.AppendAsync(b.acceptCtx, om, func(_ uint64, err error) {
+		if err != nil {
+			b.refused.Add(1)
+		}
+		if done != nil {
+			done(err)
+		}
+	})
+	if err != nil {
+		b.refused.Add(1)
+		if done != nil {
+			done(err)
+		}
+	}
+}
+
+// Close stops accepting; pending appends blocked on a full buffer return.
+func (b *Bridge) Close() { b.stop() }
+
+// Stats returns the bridge's counters.
+func (b *Bridge) Stats() Stats {
+	b.mu.Lock()
+	last, ep := b.lastErr, b.endpoint
+	b.mu.Unlock()
+	s := Stats{
+		LinkUp:            b.linkUp.Load(),
+		Endpoint:          ep,
+		Connects:          b.connects.Load(),
+		ConnectFailures:   b.connectFailures.Load(),
+		LinkDowns:         b.linkDowns.Load(),
+		SentPublish:       b.sent.Load(),
+		Acked:             b.acked.Load(),
+		Inflight:          int(b.inflightN.Load()),
+		Received:          b.received.Load(),
+		DuplicatesAvoided: b.duplicatesAvoided.Load(),
+		Refused:           b.refused.Load(),
+		LastError:         last,
+		Outbox:            b.o.Outbox.Stats(),
+	}
+	if b.o.QoS0 != nil {
+		s.QoS0Dropped = b.o.QoS0.Dropped()
+		s.QoS0Queued = b.o.QoS0.Len()
+	}
+	return s
+}
+
+// ErrRefused is a CONNACK refusal.
+type ErrRefused struct {
+	Code byte
+}
+
+func (e *ErrRefused) Error() string {
+	switch e.Code {
+	case 1, 0x84:
+		return "the server refused the connection: unacceptable protocol version"
+	case 2, 0x85:
+		return "the server refused the connection: client identifier rejected"
+	case 3, 0x88:
+		return "the server refused the connection: server unavailable"
+	case 4, 0x86:
+		return "the server refused the connection: bad user name or password"
+	case 5, 0x87:
+		return "the server refused the connection: not authorised"
+	}
+	return "the server refused the connection with code " + itoa(int(e.Code))
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+var errStopped = errors.New("bridge: stopped")

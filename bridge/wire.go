@@ -1,0 +1,108 @@
+package bridge
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// The upstream session speaks MQTT with the packet codec of mochi-mqtt (the
+// same code our embedded broker runs), so the bytes on the wire are encoded
+// and decoded by one well-tested implementation.
+
+const maxPacket = 16 << 20 // refuse absurd lengths from a broken peer
+
+// readPacket reads one whole packet. The returned packet's slices do not
+// alias r's buffer.
+func readPacket(r *bufio.Reader, version byte) (packets.Packet, error) {
+	var pk packets.Packet
+	hb, err := r.ReadByte()
+	if err != nil {
+		return pk, err
+	}
+	if err := pk.FixedHeader.Decode(hb); err != nil {
+		return pk, fmt.Errorf("bad packet header byte 0x%02x: %w", hb, err)
+	}
+	n, _, err := packets.DecodeLength(r)
+	if err != nil {
+		return pk, fmt.Errorf("bad packet length: %w", err)
+	}
+	if n > maxPacket {
+		return pk, fmt.Errorf("packet of %d bytes is over the %d byte limit", n, maxPacket)
+	}
+	pk.FixedHeader.Remaining = n
+	pk.ProtocolVersion = version
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return pk, err
+	}
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		err = pk.ConnackDecode(buf)
+	case packets.Publish:
+		err = pk.PublishDecode(buf)
+	case packets.Puback:
+		err = pk.PubackDecode(buf)
+	case packets.Pubrec:
+		err = pk.PubrecDecode(buf)
+	case packets.Pubrel:
+		err = pk.PubrelDecode(buf)
+	case packets.Pubcomp:
+		err = pk.PubcompDecode(buf)
+	case packets.Suback:
+		err = pk.SubackDecode(buf)
+	case packets.Unsuback:
+		err = pk.UnsubackDecode(buf)
+	case packets.Pingresp:
+	case packets.Disconnect:
+		err = pk.DisconnectDecode(buf)
+	default:
+		err = fmt.Errorf("unexpected packet type %d from the server", pk.FixedHeader.Type)
+	}
+	if err != nil {
+		return pk, fmt.Errorf("malformed %s packet: %w", packetName(pk.FixedHeader.Type), err)
+	}
+	return pk, nil
+}
+
+// encode appends a packet's bytes to buf.
+func encode(buf *bytes.Buffer, pk packets.Packet) error {
+	switch pk.FixedHeader.Type {
+	case packets.Connect:
+		return pk.ConnectEncode(buf)
+	case packets.Publish:
+		return pk.PublishEncode(buf)
+	case packets.Puback:
+		return pk.PubackEncode(buf)
+	case packets.Pubrec:
+		return pk.PubrecEncode(buf)
+	case packets.Pubrel:
+		return pk.PubrelEncode(buf)
+	case packets.Pubcomp:
+		return pk.PubcompEncode(buf)
+	case packets.Subscribe:
+		return pk.SubscribeEncode(buf)
+	case packets.Pingreq:
+		return pk.PingreqEncode(buf)
+	case packets.Disconnect:
+		return pk.DisconnectEncode(buf)
+	}
+	return fmt.Errorf("cannot encode packet type %d", pk.FixedHeader.Type)
+}
+
+func packetName(t byte) string {
+	if n, ok := packets.PacketNames[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("type-%d", t)
+}
+
+// pid maps an outbox sequence number to a packet identifier. The mapping is
+// fixed, so after a crash a QoS 2 message is resent with the identifier the
+// upstream broker already knows it by, with no extra state written per
+// message. The sender never has two messages 65535 apart in flight, so no
+// two in-flight messages share an identifier.
+func pid(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 }

@@ -1,0 +1,338 @@
+// Package broker is edgegw's local MQTT broker: an embedded
+// github.com/mochi-mqtt/server/v2 with a plain listener (127.0.0.1:1883 by
+// default), an optional TLS listener, authentication and ACLs, and two ways in
+// for the gateway itself: Publish (readings, which the bridge may take) and
+// Deliver (messages that came down from upstream, which it must not take
+// back up). It is the only package that imports mochi.
+//
+// The bridge sees what local clients publish through an Interceptor. For a
+// QoS 1 or 2 PUBLISH it wants, the broker holds back the PUBACK/PUBREC until
+// the interceptor says the message is durable, without stalling the client's
+// read loop: a publisher with a window of messages in flight has them all
+// stored by one group commit. Acknowledgements go out in the order the
+// messages came in, as MQTT requires.
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Message is one MQTT application message.
+type Message struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	Retain  bool
+	// Origin is the client ID of the local publisher ("" for the gateway's own).
+	Origin string
+	// PacketID and Dup come from the publisher's PUBLISH; a DUP resend of a
+	// QoS 2 message after a crash can be recognised by them.
+	PacketID uint16
+	Dup      bool
+}
+
+// Interceptor takes messages for the bridge.
+type Interceptor interface {
+	// Wants reports whether a topic is bridged out.
+	Wants(topic string) bool
+	// Accept takes a message. For QoS 1 and 2 from a network client, done is
+	// non-nil and must be called exactly once, in the order Accept was called,
+	// when the message is durable (nil) or was refused (an error: the
+	// publisher is then disconnected, so it resends). For QoS 0 and the
+	// gateway's own messages done is nil.
+	Accept(m Message, done func(error))
+}
+
+// Options configure the broker.
+type Options struct {
+	// Listen is the plain TCP listener ("" = none).
+	Listen string
+	// TLSListen and TLS add a TLS listener.
+	TLSListen string
+	TLS       *tls.Config
+	// Hooks are extra mochi hooks (authentication, ACL). Without any, every
+	// client may connect and publish anywhere: right for a loopback listener.
+	Hooks []mqtt.Hook
+	// Logger is tagged component=broker.
+	Logger *slog.Logger
+}
+
+// Broker is the running local broker.
+type Broker struct {
+	srv   *mqtt.Server
+	opts  Options
+	log   *slog.Logger
+	route *mqtt.Client // inline client that re-injects held-back messages for local routing
+	down  *mqtt.Client // inline client for messages from upstream: never intercepted
+
+	icept atomic.Pointer[interceptorBox]
+	subID atomic.Int32
+
+	mu     sync.Mutex
+	addrs  map[string]net.Addr
+	closed bool
+}
+
+type interceptorBox struct{ Interceptor }
+
+// New prepares a broker; Start opens its listeners.
+func New(o Options) (*Broker, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	srv := mqtt.New(&mqtt.Options{
+		InlineClient: true,
+		Capabilities: caps,
+		// mochi logs every connect at Info; keep the journal readable.
+		Logger: slog.New(levelFilter{log.Handler(), slog.LevelWarn}),
+	})
+	b := &Broker{srv: srv, opts: o, log: log, addrs: map[string]net.Addr{}}
+	b.route = srv.NewClient(nil, mqtt.LocalListener, "edgegw-route", true)
+	b.down = srv.NewClient(nil, mqtt.LocalListener, "edgegw-bridge-in", true)
+	if err := srv.AddHook(&interceptHook{b: b}, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	if len(o.Hooks) == 0 {
+		if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
+	for _, h := range o.Hooks {
+		if err := srv.AddHook(h, nil); err != nil {
+			return nil, fmt.Errorf("broker: hook %s: %w", h.ID(), err)
+		}
+	}
+	return b, nil
+}
+
+// SetInterceptor installs the bridge's interceptor (nil removes it).
+func (b *Broker) SetInterceptor(i Interceptor) {
+	if i == nil {
+		b.icept.Store(nil)
+		return
+	}
+	b.icept.Store(&interceptorBox{i})
+}
+
+// Start opens the listeners and serves until Close.
+func (b *Broker) Start() error {
+	if b.opts.Listen != "" {
+		if err := b.listen("tcp", b.opts.Listen, nil); err != nil {
+			return err
+		}
+	}
+	if b.opts.TLSListen != "" {
+		if err := b.listen("tls", b.opts.TLSListen, b.opts.TLS); err != nil {
+			return err
+		}
+	}
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	return nil
+}
+
+func (b *Broker) listen(id, addr string, tc *tls.Config) error {
+	// Bind here so a port in use is reported now, with its address, and so
+	// ":0" in tests yields the real port.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("broker: cannot listen on %s: %w (is another MQTT broker, e.g. mosquitto, running? set [broker] listen to another port)", addr, err)
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
+	b.mu.Lock()
+	b.addrs[id] = ln.Addr()
+	b.mu.Unlock()
+	if err := b.srv.AddListener(&netListener{id: id, ln: ln}); err != nil {
+		ln.Close()
+		return fmt.Errorf("broker: %w", err)
+	}
+	return nil
+}
+
+// Addr returns the address of the plain ("tcp") or TLS ("tls") listener.
+func (b *Broker) Addr(id string) net.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.addrs[id]
+}
+
+// Close stops the listeners and disconnects clients.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	return b.srv.Close()
+}
+
+// Publish publishes one of the gateway's own messages. The interceptor sees
+// it like any other local message.
+func (b *Broker) Publish(m Message) error {
+	return b.srv.Publish(m.Topic, m.Payload, m.Retain, m.QoS)
+}
+
+// Deliver publishes a message that came down from upstream to local
+// subscribers only; it is never handed to the interceptor, so a rule with
+// direction "both" cannot send it back up.
+func (b *Broker) Deliver(m Message) error {
+	return b.srv.InjectPacket(b.down, publishPacket(m))
+}
+
+// Subscribe calls fn for every message on filter until cancel is called.
+// fn runs on the publisher's goroutine: keep it short.
+func (b *Broker) Subscribe(filter string, fn func(Message)) (cancel func(), err error) {
+	id := int(b.subID.Add(1))
+	err = b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(Message{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, Origin: pk.Origin})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: subscribe %q: %w", filter, err)
+	}
+	return func() { _ = b.srv.Unsubscribe(filter, id) }, nil
+}
+
+// Stats are the broker's counters.
+type Stats struct {
+	Clients          int64
+	MessagesReceived int64
+	MessagesSent     int64
+	Retained         int64
+	Subscriptions    int64
+}
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats() Stats {
+	i := b.srv.Info
+	return Stats{
+		Clients:          atomic.LoadInt64(&i.ClientsConnected),
+		MessagesReceived: atomic.LoadInt64(&i.MessagesReceived),
+		MessagesSent:     atomic.LoadInt64(&i.MessagesSent),
+		Retained:         atomic.LoadInt64(&i.Retained),
+		Subscriptions:    atomic.LoadInt64(&i.Subscriptions),
+	}
+}
+
+func publishPacket(m Message) packets.Packet {
+	return packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: m.QoS, Retain: m.Retain},
+		TopicName:   m.Topic,
+		Payload:     m.Payload,
+		PacketID:    uint16(max(m.QoS, 1)),
+		Created:     time.Now().Unix(),
+	}
+}
+
+// interceptHook hands bridged messages to the interceptor.
+type interceptHook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *interceptHook) ID() string { return "edgegw-bridge" }
+
+func (h *interceptHook) Provides(b byte) bool { return b == mqtt.OnPublish }
+
+func (h *interceptHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	b := h.b
+	if cl == b.route || cl == b.down {
+		return pk, nil
+	}
+	box := b.icept.Load()
+	if box == nil || !box.Wants(pk.TopicName) {
+		return pk, nil
+	}
+	m := Message{
+		Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
+		PacketID: pk.PacketID, Dup: pk.FixedHeader.Dup,
+	}
+	if cl.Net.Inline || pk.FixedHeader.Qos == 0 {
+		box.Accept(m, nil)
+		return pk, nil
+	}
+	m.Origin = cl.ID
+	// Hold the acknowledgement until the message is durable. The packet is
+	// routed to local subscribers then too, through the route client.
+	box.Accept(m, func(err error) {
+		if err != nil {
+			b.log.Warn("message refused; disconnecting the publisher so it resends", "client", cl.ID, "topic", m.Topic, "reason", err)
+			_ = b.srv.DisconnectClient(cl, packets.ErrQuotaExceeded)
+			return
+		}
+		if werr := h.ack(cl, pk); werr != nil && !errors.Is(werr, mqtt.ErrConnectionClosed) {
+			b.log.Debug("ack not written", "client", cl.ID, "error", werr)
+		}
+		rp := pk
+		rp.FixedHeader.Dup = false
+		if err := b.srv.InjectPacket(b.route, rp); err != nil {
+			b.log.Warn("local routing failed", "topic", m.Topic, "error", err)
+		}
+	})
+	return pk, packets.ErrRejectPacket
+}
+
+// ack writes PUBACK (QoS 1) or PUBREC (QoS 2) the way mochi would have.
+func (h *interceptHook) ack(cl *mqtt.Client, pk packets.Packet) error {
+	if pk.FixedHeader.Qos == 1 {
+		return cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID})
+	}
+	rec := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: pk.PacketID, Created: time.Now().Unix()}
+	cl.State.Inflight.Set(rec) // so the PUBREL that follows finds it and gets its PUBCOMP
+	return cl.WritePacket(rec)
+}
+
+// netListener adapts an already-bound net.Listener to mochi's Listener.
+type netListener struct {
+	id   string
+	ln   net.Listener
+	once sync.Once
+}
+
+func (l *netListener) ID() string              { return l.id }
+func (l *netListener) Address() string         { return l.ln.Addr().String() }
+func (l *netListener) Protocol() string        { return "tcp" }
+func (l *netListener) Init(*slog.Logger) error { return nil }
+func (l *netListener) Close(closeClients listeners.CloseFn) {
+	l.once.Do(func() { l.ln.Close() })
+	closeClients(l.id)
+}
+
+func (l *netListener) Serve(establish listeners.EstablishFn) {
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() { _ = establish(l.id, conn) }()
+	}
+}
+
+// levelFilter drops records below a level (mochi is chatty at Info).
+type levelFilter struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.Handler.Enabled(ctx, l)
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	_ "github.com/edgegw/edgegw/devices/all" // every driver
+	"github.com/edgegw/edgegw/gateway"
+	"github.com/edgegw/edgegw/gateway/config"
+)
+
+func init() {
+	register(command{name: "run", summary: "run the gateway (default config " + config.DefaultPath + ")", run: runCmd})
+	register(command{name: "check-config", summary: "check a configuration file and list every problem", run: checkConfigCmd})
+}
+
+// load reads the config and builds the gateway, printing every problem.
+func load(path string, log *slog.Logger, stderr io.Writer) (*config.Config, *gateway.Gateway, int) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		printConfigErrors(stderr, err)
+		return nil, nil, exitConfig
+	}
+	gw, err := gateway.Build(cfg, log)
+	if err != nil {
+		printConfigErrors(stderr, err)
+		return nil, nil, exitConfig
+	}
+	return cfg, gw, exitOK
+}
+
+func printConfigErrors(w io.Writer, err error) {
+	var es config.Errors
+	if errors.As(err, &es) {
+		for _, e := range es {
+			fmt.Fprintln(w, e.Error())
+		}
+		if len(es) > 1 {
+			fmt.Fprintf(w, "%d problems found\n", len(es))
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+func checkConfigCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", config.DefaultPath, "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	_, _, code := load(*path, slog.New(slog.DiscardHandler), stderr)
+	if code == exitOK {
+		fmt.Fprintf(stdout, "%s: OK\n", *path)
+	}
+	return code
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		// journald stamps the time itself.
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func runCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", config.DefaultPath, "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		printConfigErrors(stderr, err)
+		fmt.Fprintln(stderr, "edgegw: not starting; fix the configuration (edgegw check-config -c "+*path+")")
+		return exitConfig
+	}
+	log := newLogger(stderr, cfg.Gateway.LogLevel, cfg.Gateway.LogFormat)
+	slog.SetDefault(log)
+	gw, err := gateway.Build(cfg, log)
+	if err != nil {
+		printConfigErrors(stderr, err)
+		fmt.Fprintln(stderr, "edgegw: not starting; fix the configuration (edgegw check-config -c "+*path+")")
+		return exitConfig
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := gw.Run(ctx); err != nil {
+		log.Error("edgegw stopped", "error", err)
+		return exitFailure
+	}
+	return exitOK
+}

@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgegw/edgegw/broker"
+	"github.com/edgegw/edgegw/devices"
+)
+
+// deviceRunner supervises one device: it runs the driver, turns its
+// readings into payloads, and restarts it with backoff when it fails, so an
+// unplugged reader never takes the gateway down.
+type deviceRunner struct {
+	name, typ, topic string
+	qos              byte
+	dev              devices.Device
+	log              *slog.Logger
+
+	gwID string
+	seqs *seqStore
+	bk   *broker.Broker
+
+	readings atomic.Uint64
+	failures atomic.Uint64
+	up       atomic.Bool
+	emitMu   sync.Mutex // readings of one device are numbered and published in order
+	buf      []byte
+
+	errMu   sync.Mutex
+	lastErr string
+}
+
+const (
+	restartMin = 250 * time.Millisecond
+	restartMax = 10 * time.Second
+)
+
+func (d *deviceRunner) supervise(ctx context.Context) {
+	wait := restartMin
+	var downSince time.Time
+	lastMsg := ""
+	for {
+		started := time.Now()
+		d.up.Store(true)
+		if !downSince.IsZero() {
+			d.log.Info("device back", "down_for", time.Since(downSince).Round(time.Millisecond))
+			downSince = time.Time{}
+			lastMsg = ""
+		}
+		err := d.run(ctx)
+		d.up.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = fmt.Errorf("driver stopped without an error")
+		}
+		d.failures.Add(1)
+		d.errMu.Lock()
+		d.lastErr = err.Error()
+		d.errMu.Unlock()
+		if time.Since(started) > restartMax {
+			wait = restartMin // it ran fine for a while: start over
+		}
+		if downSince.IsZero() {
+			downSince = time.Now()
+		}
+		if err.Error() != lastMsg {
+			d.log.Warn("device failed; retrying with backoff", "error", err, "retry_in", wait)
+			lastMsg = err.Error()
+		} else {
+			d.log.Debug("device still failing", "error", err, "retry_in", wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(wait*2, restartMax)
+	}
+}
+
+// run calls the driver, turning a panic into an error: one bad driver must
+// not take down the gateway and every other device.
+func (d *deviceRunner) run(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("driver panicked (a bug; please report it): %v", r)
+		}
+	}()
+	return d.dev.Run(ctx, d.emit)
+}
+
+func (d *deviceRunner) emit(r devices.Reading) {
+	d.emitMu.Lock()
+	defer d.emitMu.Unlock()
+	ts := r.Time
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	seq, err := d.seqs.next(d.name)
+	if err != nil {
+		d.log.Error("cannot save the sequence number; the reading is published but its seq may repeat after a restart", "error", err)
+	}
+	d.buf = encodeReading(d.buf[:0], d.gwID, d.name, d.typ, seq, ts, r)
+	payload := append([]byte(nil), d.buf...)
+	if err := d.bk.Publish(broker.Message{Topic: d.topic, Payload: payload, QoS: d.qos}); err != nil {
+		d.log.Error("reading not published", "seq", seq, "error", err)
+		return
+	}
+	d.readings.Add(1)
+	d.log.Debug("reading", "seq", seq, "uid", r.UID)
+}
+
+// subscribeCommands routes "<topic>/set" to a device that takes commands.
+func (d *deviceRunner) subscribeCommands(ctx context.Context, bk *broker.Broker, cmd devices.Commander) (func(), error) {
+	filter := d.topic + "/set"
+	return bk.Subscribe(filter, func(m broker.Message) {
+		if err := cmd.Command(ctx, m.Payload); err != nil {
+			d.log.Warn("command refused", "topic", m.Topic, "payload", string(m.Payload), "error", err)
+		}
+	})
+}
+
+func (d *deviceRunner) status() DeviceStatus {
+	d.errMu.Lock()
+	last := d.lastErr
+	d.errMu.Unlock()
+	s := DeviceStatus{Name: d.name, Type: d.typ, Readings: d.readings.Load(), Failures: d.failures.Load(), Up: d.up.Load(), LastError: last}
+	if c, ok := d.dev.(devices.Counter); ok {
+		s.Counters = c.Counters()
+	}
+	return s
+}

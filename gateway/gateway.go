@@ -1,0 +1,361 @@
+// Package gateway runs edgegw: it builds the parts from a checked
+// configuration and runs them with one life each (build → start → stop), in
+// the order the data flows backwards: the outbox and local broker first, then
+// the bridge, then the devices; on shutdown the devices stop first and the
+// outbox is closed last, so nothing accepted is left half-written.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/edgegw/edgegw/bridge"
+	"github.com/edgegw/edgegw/bridge/outbox"
+	"github.com/edgegw/edgegw/broker"
+	"github.com/edgegw/edgegw/devices"
+	"github.com/edgegw/edgegw/gateway/config"
+	"github.com/edgegw/edgegw/internal/tlsdiag"
+	"github.com/edgegw/edgegw/internal/tlsx"
+)
+
+// Gateway is a built gateway, ready to Run.
+type Gateway struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	devices []*deviceRunner
+	tlsOpts tlsx.Options
+	rules   []bridge.Rule
+	eps     []bridge.Endpoint
+
+	// set while running
+	mu     sync.Mutex
+	broker *broker.Broker
+	bridge *bridge.Bridge
+	outbox *outbox.Outbox
+	ready  bool
+
+	// Ready, when set, is called once everything is up (systemd READY=1).
+	Ready func()
+}
+
+// Build checks everything that can be checked without starting: each
+// device's driver configuration, the bridge rules and the TLS files. It
+// returns every problem found, each naming the file, line and key.
+func Build(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	g := &Gateway{cfg: cfg, log: log}
+	var errs config.Errors
+	add := func(err error) {
+		var es config.Errors
+		var e *config.Error
+		switch {
+		case errors.As(err, &es):
+			errs = append(errs, es...)
+		case errors.As(err, &e):
+			errs = append(errs, e)
+		default:
+			errs = append(errs, &config.Error{File: cfg.File(), Msg: err.Error()})
+		}
+	}
+	for i := range cfg.Devices {
+		dc := &cfg.Devices[i]
+		drv, ok := devices.Lookup(dc.Type)
+		if !ok {
+			add(cfg.ErrorAt(dc.Path()+".type", fmt.Sprintf("%q is not a device type this edgegw knows; known: %v", dc.Type, devices.Types())))
+			continue
+		}
+		dlog := log.With("component", "device", "device", dc.Name)
+		dev, err := drv.New(devices.Env{Name: dc.Name, Logger: dlog, Board: cfg.Gateway.Board}, dc.Decode)
+		if err != nil {
+			add(dc.DeviceError(err))
+			continue
+		}
+		g.devices = append(g.devices, &deviceRunner{name: dc.Name, typ: dc.Type, topic: dc.Topic, qos: byte(dc.QoS), dev: dev, log: dlog})
+	}
+	if u := cfg.Upstream; u != nil {
+		for _, a := range u.Address {
+			useTLS, hp, err := config.ParseAddress(a)
+			if err != nil {
+				continue // reported by config
+			}
+			g.eps = append(g.eps, bridge.Endpoint{Addr: hp, TLS: useTLS})
+		}
+		for _, t := range u.Topics {
+			dir, _ := bridge.ParseDirection(t.Direction)
+			g.rules = append(g.rules, bridge.Rule{Pattern: t.Pattern, Direction: dir, QoS: byte(t.QoS), LocalPrefix: t.LocalPrefix, RemotePrefix: t.RemotePrefix})
+		}
+		if u.TLS != nil {
+			g.tlsOpts = tlsOptions(u.TLS)
+			if _, err := tlsx.ClientConfig(g.tlsOpts, slog.New(slog.DiscardHandler)); err != nil {
+				add(cfg.ErrorAt("upstream.tls", err.Error()))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return g, nil
+}
+
+func tlsOptions(t *config.TLS) tlsx.Options {
+	return tlsx.Options{
+		CAFile: t.CAFile, CAPath: t.CAPath, CertFile: t.CertFile, KeyFile: t.KeyFile,
+		KeyPasswordFile: t.KeyfilePasswordFile, MinVersion: normVersion(t.TLSVersion),
+		ServerName: t.ServerName, Insecure: t.Insecure,
+	}
+}
+
+func normVersion(v string) string {
+	switch v {
+	case "tlsv1.3", "1.3":
+		return "1.3"
+	}
+	return "1.2"
+}
+
+// Run starts everything and runs until ctx ends, then stops in order.
+func (g *Gateway) Run(ctx context.Context) (err error) {
+	cfg := g.cfg
+	log := g.log
+	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o750); err != nil {
+		return fmt.Errorf("gateway: data_dir: %w", err)
+	}
+	seqs, err := openSeqStore(cfg.Gateway.DataDir)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer func() {
+		if cerr := seqs.close(); cerr != nil && err == nil {
+			err = fmt.Errorf("gateway: %w", cerr)
+		}
+	}()
+
+	// The outbox first: the broker hands it messages as soon as it listens.
+	var ob *outbox.Outbox
+	var ring *outbox.Ring
+	if cfg.Upstream != nil {
+		full, _ := outbox.ParseFullPolicy(cfg.Buffer.FullPolicy)
+		fs, _ := outbox.ParseFsyncMode(cfg.Buffer.Fsync)
+		start := time.Now()
+		ob, err = outbox.Open(outbox.Options{
+			Dir:           filepath.Join(cfg.Gateway.DataDir, "outbox"),
+			SegmentBytes:  cfg.Buffer.SegmentBytes.Bytes,
+			MaxBytes:      cfg.Buffer.MaxBytes.Bytes,
+			MaxAge:        cfg.Buffer.MaxAge.Duration,
+			Full:          full,
+			Fsync:         fs,
+			FsyncInterval: cfg.Buffer.FsyncInterval.Duration,
+			Logger:        log.With("component", "outbox"),
+		})
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		defer func() {
+			if cerr := ob.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("gateway: %w", cerr)
+			}
+		}()
+		st := ob.Stats()
+		log.Info("outbox open", "backlog", st.Messages, "backlog_bytes", st.Bytes, "took", time.Since(start).Round(time.Millisecond))
+		ring = outbox.NewRing(int(cfg.Buffer.QoS0MaxBytes.Bytes))
+	}
+
+	bk, err := broker.New(broker.Options{Listen: cfg.Broker.Listen, Logger: log.With("component", "broker")})
+	if err != nil {
+		return err
+	}
+	var br *bridge.Bridge
+	if cfg.Upstream != nil {
+		u := cfg.Upstream
+		clientID := u.ClientID
+		if clientID == "" {
+			clientID = "edgegw-" + cfg.Gateway.ID
+		}
+		version := byte(4)
+		if u.Protocol == "5" {
+			version = 5
+		}
+		var password []byte
+		if u.PasswordFile != "" {
+			if password, err = tlsx.ReadPassword(u.PasswordFile); err != nil {
+				return fmt.Errorf("gateway: upstream.password_file: %w", err)
+			}
+		}
+		tlsOpts := g.tlsOpts
+		blog := log.With("component", "bridge")
+		br = bridge.New(bridge.Options{
+			Endpoints:    g.eps,
+			TLS:          func() (*tls.Config, error) { return tlsx.ClientConfig(tlsOpts, blog) },
+			ClientID:     clientID,
+			Username:     u.Username,
+			Password:     password,
+			CleanSession: u.CleanSession,
+			Keepalive:    u.Keepalive.Duration,
+			Version:      version,
+			Inflight:     u.Inflight,
+			ReplayRate:   u.ReplayRate,
+			BackoffMin:   u.BackoffMin.Duration,
+			BackoffMax:   u.BackoffMax.Duration,
+			Rules:        g.rules,
+			Outbox:       ob,
+			QoS0:         ring,
+			Deliver: func(topic string, payload []byte, qos byte, retain bool) error {
+				return bk.Deliver(broker.Message{Topic: topic, Payload: payload, QoS: qos, Retain: retain})
+			},
+			Explain: func(err error, addr string) string {
+				cause, hint := tlsdiag.Explain(err, tlsOpts, addr)
+				if hint != "" {
+					return cause + " — " + hint
+				}
+				return cause
+			},
+			Logger: blog,
+		})
+		defer br.Close()
+		bk.SetInterceptor(interceptor{br})
+	}
+	if err := bk.Start(); err != nil {
+		return err
+	}
+	defer bk.Close()
+	g.mu.Lock()
+	g.broker, g.bridge, g.outbox = bk, br, ob
+	g.mu.Unlock()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	bctx, stopBridge := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBridge()
+	if br != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = br.Run(bctx)
+		}()
+	}
+
+	dctx, stopDevices := context.WithCancel(ctx)
+	var dwg sync.WaitGroup
+	for _, d := range g.devices {
+		last, skipped, err := seqs.open(d.name)
+		if err != nil {
+			stopDevices()
+			dwg.Wait()
+			return fmt.Errorf("gateway: %w", err)
+		}
+		if skipped {
+			d.log.Warn("the gateway lost power before its last readings' numbers were saved; seq skips ahead so no number repeats (this gap is not lost readings)", "from", last-powerLossSkip, "to", last+1)
+		}
+		d.seqs, d.gwID, d.bk = seqs, cfg.Gateway.ID, bk
+		dwg.Add(1)
+		go func() {
+			defer dwg.Done()
+			d.supervise(dctx)
+		}()
+		if cmd, ok := d.dev.(devices.Commander); ok {
+			cancel, err := d.subscribeCommands(dctx, bk, cmd)
+			if err != nil {
+				log.Warn("commands for this device are off", "device", d.name, "error", err)
+			} else {
+				defer cancel()
+			}
+		}
+	}
+	g.mu.Lock()
+	g.ready = true
+	g.mu.Unlock()
+	log.Info("edgegw running", "gateway", cfg.Gateway.ID, "devices", len(g.devices), "broker", bk.Addr("tcp"), "upstream", endpointsString(g.eps))
+	if g.Ready != nil {
+		g.Ready()
+	}
+
+	<-ctx.Done()
+	log.Info("stopping")
+	stopDevices()
+	dwg.Wait()
+	// Devices are quiet; give the bridge a moment to pass on what is in
+	// flight, then stop it. What is not acknowledged stays in the outbox.
+	stopBridge()
+	return nil
+}
+
+func endpointsString(eps []bridge.Endpoint) string {
+	s := ""
+	for i, e := range eps {
+		if i > 0 {
+			s += ","
+		}
+		s += e.Addr
+	}
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// interceptor adapts the bridge to the broker's interface, so neither
+// package knows the other.
+type interceptor struct{ b *bridge.Bridge }
+
+func (i interceptor) Wants(topic string) bool { return i.b.Wants(topic) }
+
+func (i interceptor) Accept(m broker.Message, done func(error)) {
+	i.b.Accept(bridge.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Origin: m.Origin, PacketID: m.PacketID, Dup: m.Dup}, done)
+}
+
+// Status is a snapshot for `edgegw status` and metrics.
+type Status struct {
+	Ready   bool
+	Broker  broker.Stats
+	Bridge  *bridge.Stats
+	Devices []DeviceStatus
+}
+
+// DeviceStatus is one device's state.
+type DeviceStatus struct {
+	Name, Type string
+	Readings   uint64
+	Failures   uint64
+	Up         bool
+	LastError  string
+	Counters   devices.Stats
+}
+
+// Status returns the gateway's state.
+func (g *Gateway) Status() Status {
+	g.mu.Lock()
+	bk, br, ready := g.broker, g.bridge, g.ready
+	g.mu.Unlock()
+	var s Status
+	s.Ready = ready
+	if bk != nil {
+		s.Broker = bk.Stats()
+	}
+	if br != nil {
+		bs := br.Stats()
+		s.Bridge = &bs
+	}
+	for _, d := range g.devices {
+		s.Devices = append(s.Devices, d.status())
+	}
+	return s
+}
+
+// BrokerAddr is the local broker's plain listener address once running.
+func (g *Gateway) BrokerAddr() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.broker == nil || g.broker.Addr("tcp") == nil {
+		return ""
+	}
+	return g.broker.Addr("tcp").String()
+}

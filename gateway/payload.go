@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/edgegw/edgegw/devices"
+)
+
+// tsLayout is RFC 3339 in UTC with milliseconds: 2026-11-22T01:02:03.456Z.
+const tsLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// encodeReading makes the JSON payload of a reading:
+//
+//	{"gateway":"gw-01","device":"door","type":"rdm6300","seq":42,
+//	 "ts":"2026-11-22T01:02:03.456Z","uid":"0A00C1F2E3",
+//	 "values":{"temperature":21.5},"units":{"temperature":"°C"}}
+//
+// Keys come in this order every time, so payloads diff and compress well.
+func encodeReading(dst []byte, gw, device, typ string, seq uint64, ts time.Time, r devices.Reading) []byte {
+	dst = append(dst, `{"gateway":`...)
+	dst = strconv.AppendQuote(dst, gw)
+	dst = append(dst, `,"device":`...)
+	dst = strconv.AppendQuote(dst, device)
+	dst = append(dst, `,"type":`...)
+	dst = strconv.AppendQuote(dst, typ)
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"ts":"`...)
+	dst = ts.UTC().AppendFormat(dst, tsLayout)
+	dst = append(dst, '"')
+	if r.UID != "" {
+		dst = append(dst, `,"uid":`...)
+		dst = appendJSON(dst, r.UID)
+	}
+	if len(r.Fields) > 0 {
+		dst = append(dst, `,"values":{`...)
+		for i, f := range r.Fields {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSON(dst, f.Name)
+			dst = append(dst, ':')
+			dst = appendJSON(dst, f.Value)
+		}
+		dst = append(dst, '}')
+		units := false
+		for _, f := range r.Fields {
+			if f.Unit == "" {
+				continue
+			}
+			if !units {
+				dst = append(dst, `,"units":{`...)
+				units = true
+			} else {
+				dst = append(dst, ',')
+			}
+			dst = appendJSON(dst, f.Name)
+			dst = append(dst, ':')
+			dst = appendJSON(dst, f.Unit)
+		}
+		if units {
+			dst = append(dst, '}')
+		}
+	}
+	return append(dst, '}')
+}
+
+// appendJSON appends v as JSON; a value JSON cannot hold (NaN) becomes null.
+func appendJSON(dst []byte, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return append(dst, "null"...)
+	}
+	return append(dst, b...)
+}
