@@ -1,0 +1,112 @@
+package tlsdiag
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	paho "github.com/eclipse/paho.mqtt.golang/packets"
+)
+
+// ConnackError is a CONNACK that refused the connection (MQTT 3.1.1 return
+// codes 1 to 5).
+type ConnackError struct{ ReturnCode byte }
+
+func (e *ConnackError) Error() string {
+	return fmt.Sprintf("mqtt: connection refused by the broker: CONNACK return code %d (%s)", e.ReturnCode, connackText(e.ReturnCode))
+}
+
+func connackText(rc byte) string {
+	switch rc {
+	case 1:
+		return "unacceptable protocol version"
+	case 2:
+		return "identifier rejected"
+	case 3:
+		return "server unavailable"
+	case 4:
+		return "bad user name or password"
+	case 5:
+		return "not authorised"
+	}
+	return "unknown return code"
+}
+
+// connackFromPaho maps the errors paho.mqtt.golang returns for a refused
+// CONNACK onto ConnackError, so the bridge's errors read the same.
+func connackFromPaho(err error) *ConnackError {
+	for rc, e := range paho.ConnErrors {
+		if rc != 0 && e != nil && errors.Is(err, e) && rc <= 5 {
+			return &ConnackError{ReturnCode: rc}
+		}
+	}
+	return nil
+}
+
+// ProtocolError says that the server answered the CONNECT with bytes that
+// are not a CONNACK. First holds the first bytes received.
+type ProtocolError struct{ First []byte }
+
+func (e *ProtocolError) Error() string {
+	return fmt.Sprintf("mqtt: expected a CONNACK, got bytes % x", e.First)
+}
+
+// connectPacket encodes an MQTT 3.1.1 CONNECT with a clean session and a
+// 30 s keepalive.
+func connectPacket(clientID, username string, password []byte) []byte {
+	str := func(b []byte, s []byte) []byte {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+		return append(b, s...)
+	}
+	flags := byte(0x02) // clean session
+	var body []byte
+	body = str(body, []byte("MQTT"))
+	if username != "" {
+		flags |= 0x80
+		if password != nil {
+			flags |= 0x40
+		}
+	}
+	body = append(body, 4, flags, 0, 30)
+	body = str(body, []byte(clientID))
+	if username != "" {
+		body = str(body, []byte(username))
+		if password != nil {
+			body = str(body, password)
+		}
+	}
+	pk := []byte{0x10}
+	for n := len(body); ; {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		pk = append(pk, d)
+		if n == 0 {
+			break
+		}
+	}
+	return append(pk, body...)
+}
+
+// readConnack reads a CONNACK and returns nil for an accepted connection, a
+// *ConnackError for a refusal, a *ProtocolError for anything else.
+func readConnack(r io.Reader) error {
+	buf := make([]byte, 4)
+	n, err := io.ReadFull(r, buf)
+	if err != nil {
+		if n > 0 && buf[0] != 0x20 {
+			return &ProtocolError{First: buf[:n]}
+		}
+		return err
+	}
+	if buf[0] != 0x20 || buf[1] != 2 {
+		return &ProtocolError{First: buf}
+	}
+	if buf[3] != 0 {
+		return &ConnackError{ReturnCode: buf[3]}
+	}
+	return nil
+}
