@@ -274,7 +274,10 @@ func TestMisconfigurations(t *testing.T) {
 			want: tlsdiag.CodeRefused, mentions: []string{"nothing is listening"}},
 		{name: "encrypted key, no password",
 			conf: func(p int) string { return serverOnly(enc, p) },
-			opts: func() tlsx.Options { c, _ := enc.Client("gw-01"); return tlsx.Options{CAFile: enc.CA.Cert, CertFile: c.Cert, KeyFile: c.Key} }(),
+			opts: func() tlsx.Options {
+				c, _ := enc.Client("gw-01")
+				return tlsx.Options{CAFile: enc.CA.Cert, CertFile: c.Cert, KeyFile: c.Key}
+			}(),
 			want: tlsdiag.CodeKeyPassword, mentions: []string{"encrypted"}},
 		{name: "CONNACK not authorised (no user name, anonymous off)",
 			conf: func(p int) string {
@@ -335,4 +338,3 @@ func TestMisconfigurations(t *testing.T) {
 		})
 	}
 }
-
