@@ -19,7 +19,8 @@ import (
 
 // NewPTY opens a pseudo-terminal whose slave is in raw mode (no echo, no line
 // editing, no CR/LF translation, 8 bits) and returns the slave's path for the
-// driver and the master for the test. The helper keeps a slave descriptor
+// driver and the master for the test. The master supports SetReadDeadline
+// and a Close unblocks a pending Read. The helper keeps a slave descriptor
 // open too, so bytes written before the driver opens the port are kept and
 // the master never sees EIO between two opens. Both are closed at cleanup.
 func NewPTY(t testing.TB) (path string, dev *os.File) {
@@ -48,7 +49,21 @@ func openRaw() (*rawPTY, error) {
 		s.Close()
 		return nil, err
 	}
-	return &rawPTY{path: s.Name(), master: m, slave: s}, nil
+	// pty.Open left the master in blocking mode (it called Fd). A
+	// non-blocking duplicate joins Go's poller, so Close unblocks a pending
+	// Read and SetReadDeadline works.
+	fd, err := unix.Dup(int(m.Fd()))
+	m.Close()
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("dup pty master: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		s.Close()
+		return nil, fmt.Errorf("pty master non-blocking: %w", err)
+	}
+	return &rawPTY{path: s.Name(), master: os.NewFile(uintptr(fd), "/dev/ptmx"), slave: s}, nil
 }
 
 func (p *rawPTY) close() {
