@@ -39,14 +39,14 @@ var (
 )
 
 // Encode wraps TFI+data (data[0] is the TFI) in a normal information frame,
-// or an extended one past 254 bytes: PREAMBLE 00 FF LEN LCS data DCS POSTAMBLE.
+// or an extended one past 255 bytes: PREAMBLE 00 FF LEN LCS data DCS POSTAMBLE.
 func Encode(data []byte) []byte {
 	var sum byte
 	for _, b := range data {
 		sum += b
 	}
 	out := []byte{0x00, 0x00, 0xFF}
-	if n := len(data); n < 255 {
+	if n := len(data); n <= 255 {
 		out = append(out, byte(n), byte(-n))
 	} else {
 		hi, lo := byte(n>>8), byte(n)
