@@ -146,7 +146,8 @@ func (in *Input) Run(ctx context.Context, emit func(devices.Reading)) error {
 		if in.interval > 0 {
 			wait = min(wait, max(nextTick.Sub(now), 0))
 		}
-		if pin.WaitForEdge(wait) {
+		// Never WaitForEdge(0): the character device reads 0 as "forever".
+		if wait > 0 && pin.WaitForEdge(wait) {
 			in.edges.Add(1)
 			now = time.Now()
 			if !pending {

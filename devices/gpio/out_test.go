@@ -108,8 +108,13 @@ initial = "off"`)
 	if level(p) != pgpio.High {
 		t.Fatal("safe state not driven on stop")
 	}
-	if rd := r.next(t); field(rd, "cause") != "stop" || field(rd, "state") != false {
-		t.Fatalf("stop reading %+v", rd)
+	select { // emitted before Run returned
+	case rd := <-r.readings:
+		if field(rd, "cause") != "stop" || field(rd, "state") != false {
+			t.Fatalf("stop reading %+v", rd)
+		}
+	default:
+		t.Fatal("no reading for the safe state")
 	}
 	if err := cmd.Command(ctx, []byte("on")); !errors.Is(err, ErrNotRunning) {
 		t.Fatalf("command after stop: %v", err)
