@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	pgpio "periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpioreg"
@@ -62,7 +63,7 @@ func OpenPin(key, line string) (pgpio.PinIO, error) {
 	if p == nil {
 		return nil, fmt.Errorf("gpio: %s: no GPIO line named %q on this host (is /dev/gpiochip* present and readable, and the pin free?)", key, line)
 	}
-	return p, nil
+	return zeroSafe{p}, nil
 }
 
 // ParsePull maps "up", "down", "none" ("" means def) to periph's pull.
@@ -86,3 +87,21 @@ func levelName(l pgpio.Level) string {
 	}
 	return "low"
 }
+
+// zeroSafe keeps periph's WaitForEdge contract (0 returns at once, -1 waits
+// forever) on drivers that read 0 as "forever", as the GPIO character device
+// driver (gpioioctl) of periph host v3.8.5 does. Callers that hand a pin to
+// a periph device driver (mfrc522 polls its IRQ pin with WaitForEdge(0))
+// would otherwise block.
+type zeroSafe struct{ pgpio.PinIO }
+
+// WaitForEdge implements gpio.PinIn.
+func (z zeroSafe) WaitForEdge(timeout time.Duration) bool {
+	if timeout == 0 {
+		timeout = time.Microsecond
+	}
+	return z.PinIO.WaitForEdge(timeout)
+}
+
+// Real implements gpio.RealPin, so callers can still reach the line itself.
+func (z zeroSafe) Real() pgpio.PinIO { return z.PinIO }
