@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -192,30 +193,33 @@ func TestMisconfigurations(t *testing.T) {
 		password string
 		want     tlsdiag.Code
 		mentions []string
+		// explain: Explain on the error of a bare tls.Dial (as the bridge
+		// sees it, without Check's probes) names the same cause.
+		explain bool
 	}
 	goodClient := clientOpts(good, "gw-01")
 	gw02, _ := good.Client("gw-02")
 	cases := []tc{
 		{name: "server signed by a CA we do not trust",
-			conf: func(p int) string { return serverOnly(good, p) },
-			opts: tlsx.Options{CAFile: other.CA.Cert},
-			want: tlsdiag.CodeUnknownCA, mentions: []string{good.CA.Name, other.CA.Name, other.CA.Cert}},
+			conf:    func(p int) string { return serverOnly(good, p) },
+			opts:    tlsx.Options{CAFile: other.CA.Cert},
+			explain: true, want: tlsdiag.CodeUnknownCA, mentions: []string{good.CA.Name, other.CA.Name, other.CA.Cert}},
 		{name: "server certificate without the name we use",
-			conf: func(p int) string { return serverOnly(wrongName, p) },
-			opts: tlsx.Options{CAFile: wrongName.CA.Cert},
-			want: tlsdiag.CodeNameMismatch, mentions: []string{`"127.0.0.1"`, `"broker.example.com"`, `"10.9.8.7"`}},
+			conf:    func(p int) string { return serverOnly(wrongName, p) },
+			opts:    tlsx.Options{CAFile: wrongName.CA.Cert},
+			explain: true, want: tlsdiag.CodeNameMismatch, mentions: []string{`"127.0.0.1"`, `"broker.example.com"`, `"10.9.8.7"`}},
 		{name: "server certificate expired",
-			conf: func(p int) string { return serverOnly(expired, p) },
-			opts: tlsx.Options{CAFile: expired.CA.Cert},
-			want: tlsdiag.CodeExpired, mentions: []string{"2020-03-31", "2020-03-01"}},
+			conf:    func(p int) string { return serverOnly(expired, p) },
+			opts:    tlsx.Options{CAFile: expired.CA.Cert},
+			explain: true, want: tlsdiag.CodeExpired, mentions: []string{"2020-03-31", "2020-03-01"}},
 		{name: "server certificate not yet valid",
-			conf: func(p int) string { return serverOnly(notYet, p) },
-			opts: tlsx.Options{CAFile: notYet.CA.Cert},
-			want: tlsdiag.CodeNotYetValid, mentions: []string{future.Add(-time.Hour).UTC().Format("2006-01-02")}},
+			conf:    func(p int) string { return serverOnly(notYet, p) },
+			opts:    tlsx.Options{CAFile: notYet.CA.Cert},
+			explain: true, want: tlsdiag.CodeNotYetValid, mentions: []string{future.Add(-time.Hour).UTC().Format("2006-01-02")}},
 		{name: "server requires a client certificate, none configured",
-			conf: func(p int) string { return mutualTLS(good, p) },
-			opts: tlsx.Options{CAFile: good.CA.Cert},
-			want: tlsdiag.CodeClientCertRequired, mentions: []string{"requires a client certificate"}},
+			conf:    func(p int) string { return mutualTLS(good, p) },
+			opts:    tlsx.Options{CAFile: good.CA.Cert},
+			explain: true, want: tlsdiag.CodeClientCertRequired, mentions: []string{"requires a client certificate"}},
 		{name: "server requires a client certificate, TLS 1.2 (Go server)",
 			goServer: func(t *testing.T) string {
 				pair, err := tls.LoadX509KeyPair(good.Server.Cert, good.Server.Key)
@@ -234,7 +238,7 @@ func TestMisconfigurations(t *testing.T) {
 				o.CAFile = good.CA.Cert
 				return o
 			}(),
-			want: tlsdiag.CodeClientCertRejected, mentions: []string{other.CA.Name, "unknown certificate authority"}},
+			explain: true, want: tlsdiag.CodeClientCertRejected, mentions: []string{other.CA.Name, "unknown certificate authority"}},
 		{name: "server's TLS maximum below our minimum",
 			goServer: func(t *testing.T) string {
 				pair, err := tls.LoadX509KeyPair(good.Server.Cert, good.Server.Key)
@@ -243,24 +247,30 @@ func TestMisconfigurations(t *testing.T) {
 				}
 				return tlsServer(t, &tls.Config{Certificates: []tls.Certificate{pair}, MaxVersion: tls.VersionTLS12})
 			},
-			opts: tlsx.Options{CAFile: good.CA.Cert, MinVersion: "1.3"},
-			want: tlsdiag.CodeTLSVersion, mentions: []string{"TLS 1.3"}},
+			opts:    tlsx.Options{CAFile: good.CA.Cert, MinVersion: "1.3"},
+			explain: true, want: tlsdiag.CodeTLSVersion, mentions: []string{"TLS 1.3"}},
 		{name: "our key is not our certificate's",
-			conf: func(p int) string { return mutualTLS(good, p) },
-			opts: tlsx.Options{CAFile: good.CA.Cert, CertFile: goodClient.CertFile, KeyFile: gw02.Key},
-			want: tlsdiag.CodeKeyMismatch, mentions: []string{gw02.Key, goodClient.CertFile}},
+			conf:    func(p int) string { return mutualTLS(good, p) },
+			opts:    tlsx.Options{CAFile: good.CA.Cert, CertFile: goodClient.CertFile, KeyFile: gw02.Key},
+			explain: true, want: tlsdiag.CodeKeyMismatch, mentions: []string{gw02.Key, goodClient.CertFile}},
 		{name: "CA and server certificate with the same subject",
 			conf: func(p int) string { return serverWith(sameCert, sameKey, p) },
 			opts: tlsx.Options{CAFile: sameCA.path},
 			want: tlsdiag.CodeSameSubject, mentions: []string{"CN=mosquitto"}},
+		{name: "client certificate with its CA's subject",
+			conf: func(p int) string {
+				return fmt.Sprintf("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n", p, sameCA.path, good.Server.Cert, good.Server.Key)
+			},
+			opts: tlsx.Options{CAFile: good.CA.Cert, CertFile: sameCert, KeyFile: sameKey},
+			want: tlsdiag.CodeSameSubject, mentions: []string{"client certificate", "CN=mosquitto"}},
 		{name: "a directory given as cafile",
-			conf: func(p int) string { return serverOnly(good, p) },
-			opts: tlsx.Options{CAFile: good.Dir},
-			want: tlsdiag.CodeCAFileIsDir, mentions: []string{good.Dir, "capath"}},
+			conf:    func(p int) string { return serverOnly(good, p) },
+			opts:    tlsx.Options{CAFile: good.Dir},
+			explain: true, want: tlsdiag.CodeCAFileIsDir, mentions: []string{good.Dir, "capath"}},
 		{name: "a file given as capath",
-			conf: func(p int) string { return serverOnly(good, p) },
-			opts: tlsx.Options{CAPath: good.CA.Cert},
-			want: tlsdiag.CodeCAPathIsFile, mentions: []string{good.CA.Cert, "cafile"}},
+			conf:    func(p int) string { return serverOnly(good, p) },
+			opts:    tlsx.Options{CAPath: good.CA.Cert},
+			explain: true, want: tlsdiag.CodeCAPathIsFile, mentions: []string{good.CA.Cert, "cafile"}},
 		{name: "TLS to a plain MQTT port",
 			conf: func(p int) string { return fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\n", p) },
 			opts: goodClient,
@@ -270,15 +280,15 @@ func TestMisconfigurations(t *testing.T) {
 			addr: func(hp string) string { return "mqtt://" + hp },
 			want: tlsdiag.CodeTLSPort, mentions: []string{"speaks TLS"}},
 		{name: "nothing listening",
-			opts: goodClient,
-			want: tlsdiag.CodeRefused, mentions: []string{"nothing is listening"}},
+			opts:    goodClient,
+			explain: true, want: tlsdiag.CodeRefused, mentions: []string{"nothing is listening"}},
 		{name: "encrypted key, no password",
 			conf: func(p int) string { return serverOnly(enc, p) },
 			opts: func() tlsx.Options {
 				c, _ := enc.Client("gw-01")
 				return tlsx.Options{CAFile: enc.CA.Cert, CertFile: c.Cert, KeyFile: c.Key}
 			}(),
-			want: tlsdiag.CodeKeyPassword, mentions: []string{"encrypted"}},
+			explain: true, want: tlsdiag.CodeKeyPassword, mentions: []string{"encrypted"}},
 		{name: "CONNACK not authorised (no user name, anonymous off)",
 			conf: func(p int) string {
 				return strings.Replace(serverOnly(good, p), "allow_anonymous true", "allow_anonymous false", 1) + "password_file " + pwFile + "\n"
@@ -335,6 +345,31 @@ func TestMisconfigurations(t *testing.T) {
 			if rep.Hint == "" {
 				t.Error("no hint")
 			}
+			if c.explain {
+				err := bareDial(hostport, c.opts)
+				if d := tlsdiag.Diagnose(err, c.opts, hostport); d.Code != c.want {
+					t.Errorf("Explain(%v) = %q (%s), want %q", err, d.Code, d.Cause, c.want)
+				}
+			}
 		})
 	}
+}
+
+// bareDial connects the way the bridge does (tls.Dial with
+// tlsx.ClientConfig) and waits briefly for the server's verdict on our
+// certificate, which TLS 1.3 sends after the handshake.
+func bareDial(hostport string, o tlsx.Options) error {
+	cfg, err := tlsx.ClientConfig(o, nil)
+	if err != nil {
+		return err
+	}
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", hostport, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	return err
 }

@@ -55,7 +55,8 @@ func parseKeyPEM(data []byte, password func() ([]byte, error)) (crypto.PrivateKe
 	if err != nil {
 		return nil, err
 	}
-	encrypted := block.Type == "ENCRYPTED PRIVATE KEY" || x509.IsEncryptedPEMBlock(block) //nolint:staticcheck // legacy keys must still load
+	//lint:ignore SA1019 legacy "Proc-Type: 4,ENCRYPTED" keys (openssl genrsa -des3 -traditional) must still load
+	encrypted := block.Type == "ENCRYPTED PRIVATE KEY" || x509.IsEncryptedPEMBlock(block)
 	if !encrypted {
 		return parseKeyDER(block.Type, block.Bytes)
 	}
@@ -69,7 +70,8 @@ func parseKeyPEM(data []byte, password func() ([]byte, error)) (crypto.PrivateKe
 	if block.Type == "ENCRYPTED PRIVATE KEY" {
 		return DecryptPKCS8(block.Bytes, pw)
 	}
-	der, err := x509.DecryptPEMBlock(block, pw) //nolint:staticcheck // legacy keys must still load
+	//lint:ignore SA1019 legacy "Proc-Type: 4,ENCRYPTED" keys must still load; nothing else decrypts them
+	der, err := x509.DecryptPEMBlock(block, pw)
 	if err != nil {
 		if errors.Is(err, x509.IncorrectPasswordError) {
 			return nil, &KeyPasswordError{}

@@ -40,8 +40,8 @@ func TestLoadKeyOpenSSL(t *testing.T) {
 	writeFile(t, p("wrong"), "battery staple\n")
 	writeFile(t, p("pwcrlf"), pw+"\r\n")
 
-	openssl(t, "genrsa", "-traditional", "-out", p("rsa1.pem"), "2048")
 	openssl(t, "genrsa", "-traditional", "-des3", "-passout", "pass:"+pw, "-out", p("rsa-des3.pem"), "2048")
+	openssl(t, "rsa", "-traditional", "-in", p("rsa-des3.pem"), "-passin", "pass:"+pw, "-out", p("rsa1.pem"))
 	openssl(t, "genrsa", "-des3", "-passout", "pass:"+pw, "-out", p("genrsa-des3-openssl3.pem"), "2048") // OpenSSL 3 writes PKCS#8 here
 	openssl(t, "rsa", "-in", p("rsa1.pem"), "-aes256", "-traditional", "-passout", "pass:"+pw, "-out", p("rsa-aes256.pem"))
 	openssl(t, "pkcs8", "-topk8", "-v2", "aes256", "-in", p("rsa1.pem"), "-passout", "pass:"+pw, "-out", p("rsa-pkcs8-aes256.pem"))
