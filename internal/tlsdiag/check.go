@@ -74,7 +74,7 @@ func CheckWith(ctx context.Context, r Request) Report {
 		return failed(Diagnosis{Code: CodeConfig, Cause: err.Error(), Hint: "fix the address"})
 	}
 	var rep Report
-	f := facts{plain: plain}
+	f := facts{known: true, plain: plain}
 	fail := func(err error) Report {
 		d := diagnose(err, r.TLS, hostport, f)
 		rep.Code, rep.Cause, rep.Hint = d.Code, d.Cause, d.Hint

@@ -34,6 +34,7 @@ const (
 	CodeIdentifierRejected   Code = "identifier_rejected"  // CONNACK 2
 	CodeConnackRefused       Code = "connack_refused"      // CONNACK 1 or 3
 	CodeClosedAfterHandshake Code = "closed_after_handshake"
+	CodeClosed               Code = "closed"    // closed, and Explain cannot tell when
 	CodeHandshake            Code = "handshake" // another TLS failure
 	CodeProtocol             Code = "protocol"  // the server answered something that is not MQTT
 	CodeConfig               Code = "config"    // the TLS options themselves are invalid

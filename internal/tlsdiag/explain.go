@@ -33,6 +33,7 @@ func Diagnose(err error, o tlsx.Options, addr string) Diagnosis {
 
 // facts are what Check observed beyond the error itself.
 type facts struct {
+	known         bool // Check filled these in; Explain knows only the error
 	plain         bool // we spoke plain MQTT, not TLS
 	certRequested bool // the server sent a CertificateRequest
 	handshakeDone bool // the TLS handshake completed on our side
@@ -47,8 +48,11 @@ func diagnose(err error, o tlsx.Options, addr string, f facts) Diagnosis {
 	sentCert := o.CertFile != ""
 
 	// CONNACK refusals.
-	var ce *ConnackError
-	if errors.As(err, &ce) || func() bool { ce = connackFromPaho(err); return ce != nil }() {
+	var cc connackCoder
+	if errors.As(err, &cc) {
+		return connackDiagnosis(&ConnackError{ReturnCode: v3Code(cc.ConnackCode())}, addr)
+	}
+	if ce := connackFromPaho(err); ce != nil {
 		return connackDiagnosis(ce, addr)
 	}
 	var pe *ProtocolError
@@ -333,6 +337,10 @@ func tlsPort(addr string) Diagnosis {
 
 func closedDiagnosis(o tlsx.Options, addr string, sentCert bool, f facts) Diagnosis {
 	switch {
+	case !f.known:
+		return Diagnosis{Code: CodeClosed,
+			Cause: fmt.Sprintf("the server at %s closed the connection without a word of explanation", addr),
+			Hint:  "the usual causes: the port speaks plain MQTT (use the TLS port, usually 8883), the broker wants a client certificate, or it refused ours; `edgegw tls-check` tells which"}
 	case f.plain && f.probedTLS:
 		return tlsPort(addr)
 	case f.plain:

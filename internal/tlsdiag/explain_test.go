@@ -33,8 +33,22 @@ func TestExplainConnack(t *testing.T) {
 			}
 		}
 	}
+	// The bridge's own refusal type, MQTT 5 reason codes included.
+	for rc, want := range map[byte]tlsdiag.Code{0x86: tlsdiag.CodeBadCredentials, 0x87: tlsdiag.CodeNotAuthorized,
+		0x85: tlsdiag.CodeIdentifierRejected, 5: tlsdiag.CodeNotAuthorized} {
+		err := fmt.Errorf("upstream: %w", &bridgeRefusal{code: rc})
+		if d := tlsdiag.Diagnose(err, tlsx.Options{}, "b:1"); d.Code != want {
+			t.Errorf("bridge refusal 0x%x: %q, want %q", rc, d.Code, want)
+		}
+	}
 	cause, hint := tlsdiag.Explain(&tlsdiag.ConnackError{ReturnCode: 4}, tlsx.Options{}, "b:1")
 	if !strings.Contains(cause, "bad user name or password") || hint == "" {
 		t.Errorf("Explain: %q %q", cause, hint)
 	}
 }
+
+// bridgeRefusal stands for bridge.ErrRefused, which tlsdiag cannot import.
+type bridgeRefusal struct{ code byte }
+
+func (e *bridgeRefusal) Error() string     { return "refused" }
+func (e *bridgeRefusal) ConnackCode() byte { return e.code }

@@ -17,6 +17,32 @@ func (e *ConnackError) Error() string {
 	return fmt.Sprintf("mqtt: connection refused by the broker: CONNACK return code %d (%s)", e.ReturnCode, connackText(e.ReturnCode))
 }
 
+// ConnackCode returns the return code; Explain recognises any error with
+// this method (such as the bridge's own refusal type), MQTT 3.1.1 codes and
+// MQTT 5 reason codes alike.
+func (e *ConnackError) ConnackCode() byte { return e.ReturnCode }
+
+// connackCoder is an error that carries a CONNACK return or reason code.
+type connackCoder interface{ ConnackCode() byte }
+
+// v3Code maps an MQTT 5 CONNACK reason code onto the MQTT 3.1.1 return
+// code that means the same; 3.1.1 codes pass through.
+func v3Code(rc byte) byte {
+	switch rc {
+	case 0x84: // unsupported protocol version
+		return 1
+	case 0x85: // client identifier not valid
+		return 2
+	case 0x88, 0x89: // server unavailable, server busy
+		return 3
+	case 0x86: // bad user name or password
+		return 4
+	case 0x87, 0x8A: // not authorized, banned
+		return 5
+	}
+	return rc
+}
+
 func connackText(rc byte) string {
 	switch rc {
 	case 1:
