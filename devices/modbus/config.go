@@ -64,8 +64,6 @@ func (r Register) words() int {
 	return 1
 }
 
-func (r Register) isBit() bool { return r.Table == "coil" || r.Table == "discrete" }
-
 func oneOf(key, v string, allowed []string) error {
 	if slices.Contains(allowed, v) {
 		return nil
