@@ -82,6 +82,7 @@ func TestID12OnPTY(t *testing.T) {
 				f = ID20
 			}
 			rng := rand.New(rand.NewPCG(12, 20))
+			wr := rand.New(rand.NewPCG(1, 1))
 			var stream []byte
 			var want []string
 			for i := range 30 {
@@ -95,6 +96,13 @@ func TestID12OnPTY(t *testing.T) {
 				stream = append(stream, fr...)
 				stream = append(stream, "\xff\x00 junk"...) // 7 noise bytes
 			}
+			var wantR []devices.Reading
+			for _, u := range want {
+				wantR = append(wantR, devices.Reading{UID: u})
+			}
+			golden := serialtest.MakeGolden(wantR, devices.Stats{BadChecksum: 6, NoiseBytes: 30 * 7})
+			serialtest.CheckGolden(t, "testdata/"+typ+"/stream.bin", stream)
+			serialtest.CheckGolden(t, "testdata/"+typ+"/expected.json", golden.JSON())
 			path, dev := serialtest.NewPTY(t)
 			drv, _ := devices.Lookup(typ)
 			d, err := drv.New(devices.Env{Name: "gate"}, serialtest.Decoder(fmt.Sprintf("port = %q\ndedupe = \"0s\"", path)))
@@ -102,7 +110,7 @@ func TestID12OnPTY(t *testing.T) {
 				t.Fatal(err)
 			}
 			run := serialtest.Start(t, d)
-			go serialtest.WriteSplit(dev, stream, rng)
+			go serialtest.WriteSplit(dev, stream, wr)
 			got := run.Take(t, len(want), 5*time.Second)
 			for i, r := range got {
 				if r.UID != want[i] {
