@@ -50,9 +50,12 @@ func (o *Outbox) run() {
 			continue
 		}
 		o.pass(&b)
-		spareBuf, spareEnts = b.buf[:0], b.ents[:0]
-		if cap(spareBuf) > 4*o.pendingLimit {
-			spareBuf = nil // do not keep a burst's buffer forever
+		if len(b.ents) > 0 {
+			spareBuf, spareEnts = b.buf[:0], b.ents[:0]
+			clear(spareEnts[:cap(spareEnts)]) // drop the callbacks' references
+			if cap(spareBuf) > 4*o.pendingLimit {
+				spareBuf = nil // do not keep a burst's buffer forever
+			}
 		}
 	}
 }
@@ -61,12 +64,15 @@ func (o *Outbox) run() {
 func (o *Outbox) take(spareBuf []byte, spareEnts []entry) batch {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	b := batch{buf: o.qbuf, ents: o.qents, rels: o.pendRel, closing: o.closed}
+	b := batch{rels: o.pendRel, closing: o.closed}
 	if o.pendAcks.len() > 0 {
 		b.acks = slices.Clone(o.pendAcks.spans())
 		o.pendAcks.reset()
 	}
-	if len(b.ents) > 0 {
+	if len(o.qents) > 0 {
+		// The queue's buffers go to this batch; the producers get the
+		// spares (never the same arrays: they are written concurrently).
+		b.buf, b.ents = o.qbuf, o.qents
 		o.qbuf, o.qents = spareBuf, spareEnts
 		o.writing = int64(len(b.buf))
 		broadcast(&o.spaceCh) // the pending queue has room again
@@ -115,11 +121,11 @@ func (o *Outbox) pass(b *batch) {
 			e.done(e.seq, nil)
 		}
 	}
+	o.deleteAcked()
+	o.maybeCompact()
 	for _, r := range b.rels {
 		r.done(err)
 	}
-	o.deleteAcked()
-	o.maybeCompact()
 }
 
 // writeRecords appends the batch to the active segment, rotating when it
@@ -253,7 +259,9 @@ func (o *Outbox) writeState(b *batch) error {
 		buf = appendStateRec(buf, stAcks, sp.lo, sp.hi)
 	}
 	for _, r := range b.rels {
-		buf = appendStateRec(buf, stRelease, r.seq, 0)
+		if r.seq != 0 { // seq 0 is a barrier (see flush)
+			buf = appendStateRec(buf, stRelease, r.seq, 0)
+		}
 	}
 	if _, err := o.stateF.Write(buf); err != nil {
 		return fmt.Errorf("write ack log: %w", err)

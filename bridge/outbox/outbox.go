@@ -355,12 +355,9 @@ func (o *Outbox) Ack(seq uint64) error {
 	o.ackLocked(seq, seq+1)
 	o.pendAcks.add(seq, seq+1)
 	o.st.acked++
-	o.wakeSoon()
+	o.wake()
 	return nil
 }
-
-// wakeSoon kicks the committer (already holding o.mu is fine: non-blocking).
-func (o *Outbox) wakeSoon() { o.wake() }
 
 // ackLocked marks [lo, hi) acknowledged and returns how many were not yet.
 func (o *Outbox) ackLocked(lo, hi uint64) uint64 {
@@ -368,8 +365,13 @@ func (o *Outbox) ackLocked(lo, hi uint64) uint64 {
 	if hi <= lo {
 		return 0
 	}
-	n := o.acked.add(lo, hi)
-	o.floor = o.acked.popFrom(o.floor)
+	var n uint64
+	if lo == o.floor && (o.acked.len() == 0 || o.acked.s[0].lo > hi) {
+		n, o.floor = hi-lo, hi // in order: the common case
+	} else {
+		n = o.acked.add(lo, hi)
+		o.floor = o.acked.popFrom(o.floor)
+	}
 	if len(o.released) > 0 {
 		if hi-lo == 1 {
 			delete(o.released, lo)
@@ -422,6 +424,21 @@ func (o *Outbox) MarkReleased(seq uint64, done func(error)) {
 	o.pendRel = append(o.pendRel, releaseReq{seq, done})
 	o.mu.Unlock()
 	o.wake()
+}
+
+// flush waits until one full committer pass has run after the call: every
+// ack made before it is written and fully acknowledged segments are deleted.
+func (o *Outbox) flush() error {
+	done := make(chan error, 1)
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	o.pendRel = append(o.pendRel, releaseReq{seq: 0, done: func(err error) { done <- err }})
+	o.mu.Unlock()
+	o.wake()
+	return <-done
 }
 
 // RecentOrigin reports whether a QoS 2 message from this local client and

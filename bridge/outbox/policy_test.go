@@ -75,6 +75,9 @@ func TestFullDropNewest(t *testing.T) {
 		t.Fatalf("drop logged %d times, want once per episode:\n%s", n, lb.String())
 	}
 	// Acking freed the space: the episode ended and appends work again.
+	if err := o.flush(); err != nil {
+		t.Fatal(err)
+	}
 	if !strings.Contains(lb.String(), "drop episode ended") || o.Stats().Full {
 		t.Fatalf("episode end not logged:\n%s", lb.String())
 	}

@@ -1,6 +1,9 @@
 package outbox
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // span is the half-open seq range [lo, hi).
 type span struct{ lo, hi uint64 }
@@ -42,7 +45,13 @@ func (q *seqSet) add(lo, hi uint64) uint64 {
 		j++
 	}
 	added := (hi - lo) - covered
-	q.s = append(q.s[:i], append([]span{{nlo, nhi}}, q.s[j:]...)...)
+	switch j - i {
+	case 0:
+		q.s = slices.Insert(q.s, i, span{nlo, nhi})
+	default:
+		q.s[i] = span{nlo, nhi}
+		q.s = slices.Delete(q.s, i+1, j)
+	}
 	q.n += added
 	return added
 }
@@ -78,7 +87,7 @@ func (q *seqSet) popFrom(x uint64) uint64 {
 	if len(q.s) > 0 && q.s[0].lo <= x && q.s[0].hi > x {
 		hi := q.s[0].hi
 		q.n -= hi - q.s[0].lo
-		q.s = q.s[1:]
+		q.s = slices.Delete(q.s, 0, 1)
 		return hi
 	}
 	return x

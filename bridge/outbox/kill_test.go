@@ -1,0 +1,241 @@
+package outbox
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The kill -9 tests re-exec this test binary as a writer child (selected by
+// OUTBOX_CHILD in TestMain), kill it with SIGKILL at a random moment, reopen
+// the outbox and check every seq the child reported durable.
+
+const (
+	killRounds   = 60
+	killSegBytes = 64 << 10
+)
+
+func TestMain(m *testing.M) {
+	switch os.Getenv("OUTBOX_CHILD") {
+	case "":
+		os.Exit(m.Run())
+	case "append":
+		childWriter(false)
+	case "release":
+		childWriter(true)
+	}
+	os.Exit(3) // the child only ends by SIGKILL
+}
+
+func killPayload(round, i int) []byte {
+	return []byte(fmt.Sprintf("round=%d i=%d %s", round, i, strings.Repeat("p", i%64)))
+}
+
+// childWriter appends as fast as it can and prints "A seq i" for each
+// append whose done reported durable; with release it also marks each
+// durable message released and prints "R seq" once that is durable.
+func childWriter(release bool) {
+	dir := os.Getenv("OUTBOX_DIR")
+	round, _ := strconv.Atoi(os.Getenv("OUTBOX_ROUND"))
+	mode, _ := ParseFsyncMode(os.Getenv("OUTBOX_FSYNC"))
+	o, err := Open(Options{Dir: dir, SegmentBytes: killSegBytes, Fsync: mode})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child open:", err)
+		os.Exit(2)
+	}
+	lines := make(chan string, 1<<16)
+	go func() {
+		w := bufio.NewWriter(os.Stdout)
+		for l := range lines {
+			w.WriteString(l)
+			if len(lines) == 0 {
+				w.Flush()
+			}
+		}
+	}()
+	qos := byte(1)
+	if release {
+		qos = 2
+	}
+	for i := 0; ; i++ {
+		m := Message{Topic: "kill/test", QoS: qos, Payload: killPayload(round, i), Origin: "child", OriginPID: uint16(i)}
+		err := o.AppendAsync(context.Background(), m, func(seq uint64, err error) {
+			if err != nil {
+				return
+			}
+			lines <- fmt.Sprintf("A %d %d\n", seq, i)
+			if release && i%3 == 0 {
+				o.MarkReleased(seq, func(err error) {
+					if err == nil {
+						lines <- fmt.Sprintf("R %d\n", seq)
+					}
+				})
+			}
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child append:", err)
+			os.Exit(2)
+		}
+	}
+}
+
+type killReport struct {
+	appended map[uint64]int // seq -> i
+	released map[uint64]bool
+	maxSeq   uint64
+}
+
+// runKilledChild starts a writer child and SIGKILLs it after delay.
+func runKilledChild(t *testing.T, kind, dir, fsync string, round int, delay time.Duration) killReport {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "OUTBOX_CHILD="+kind, "OUTBOX_DIR="+dir, "OUTBOX_ROUND="+strconv.Itoa(round), "OUTBOX_FSYNC="+fsync)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killer := time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
+	defer killer.Stop()
+	// A backstop so a hung child cannot hang the test.
+	backstop := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	defer backstop.Stop()
+	rep := killReport{appended: map[uint64]int{}, released: map[uint64]bool{}}
+	br := bufio.NewReader(out)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+			break // a partial last line (no newline) is not a report
+		}
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 3 && f[0] == "A":
+			seq, _ := strconv.ParseUint(f[1], 10, 64)
+			i, _ := strconv.Atoi(f[2])
+			rep.appended[seq] = i
+			rep.maxSeq = max(rep.maxSeq, seq)
+		case len(f) == 2 && f[0] == "R":
+			seq, _ := strconv.ParseUint(f[1], 10, 64)
+			rep.released[seq] = true
+		default:
+			t.Fatalf("round %d: bad child line %q", round, line)
+		}
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("round %d: child did not die by SIGKILL: %v\n%s", round, err, stderr.String())
+	}
+	return rep
+}
+
+func testKill9(t *testing.T, kind, fsync string, rounds int, maxDelay time.Duration) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	dir := t.TempDir()
+	var prevMax uint64 // highest seq ever reported durable
+	var reported, checked int
+	for round := 0; round < rounds; round++ {
+		delay := time.Duration(rng.Int64N(int64(maxDelay)))
+		rep := runKilledChild(t, kind, dir, fsync, round, delay)
+		reported += len(rep.appended)
+
+		o, err := Open(Options{Dir: dir, SegmentBytes: killSegBytes})
+		if err != nil {
+			t.Fatalf("round %d: reopen after kill -9: %v", round, err)
+		}
+		n := o.Stats().Messages
+		got := map[uint64]Message{}
+		var last uint64
+		lastRound, lastI := -1, -1
+		for k := uint64(0); k < n; k++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			m, err := o.Next(ctx)
+			cancel()
+			if err != nil {
+				o.mu.Lock()
+				exec.Command("cp", "-a", dir, "/tmp/outbox-fail").Run()
+				t.Fatalf("round %d: Next after %d of %d messages: %v (floor %d, acked %v, cursor %d, written %d, durable %d, segs %+v)",
+					round, k, n, err, o.floor, o.acked.spans(), o.cursor, o.writtenNext, o.durableNext, o.segs)
+			}
+			if m.Seq <= last {
+				t.Fatalf("round %d: seq %d after %d", round, m.Seq, last)
+			}
+			last = m.Seq
+			var r, i int
+			if _, err := fmt.Sscanf(string(m.Payload), "round=%d i=%d", &r, &i); err != nil || string(m.Payload) != string(killPayload(r, i)) {
+				t.Fatalf("round %d: seq %d has a damaged payload %q", round, m.Seq, m.Payload)
+			}
+			if r < lastRound || (r == lastRound && i <= lastI) {
+				t.Fatalf("round %d: seq %d (round %d i %d) reordered after round %d i %d", round, m.Seq, r, i, lastRound, lastI)
+			}
+			lastRound, lastI = r, i
+			got[m.Seq] = m
+		}
+		for seq, i := range rep.appended {
+			m, ok := got[seq]
+			if !ok {
+				t.Fatalf("round %d: seq %d reported durable is missing (delay %v)", round, seq, delay)
+			}
+			if string(m.Payload) != string(killPayload(round, i)) {
+				t.Fatalf("round %d: seq %d holds %q, want %q", round, seq, m.Payload, killPayload(round, i))
+			}
+			if seq <= prevMax {
+				t.Fatalf("round %d: seq %d reused (earlier rounds reached %d)", round, seq, prevMax)
+			}
+			checked++
+		}
+		for seq := range rep.released {
+			if m, ok := got[seq]; !ok || !m.Released {
+				t.Fatalf("round %d: seq %d reported released comes back as %+v", round, seq, m)
+			}
+		}
+		prevMax = max(prevMax, rep.maxSeq)
+		// Acknowledge a random part, oldest first, so the log keeps turning
+		// over (segment deletion and ack-log compaction get killed too).
+		ackTo := last
+		if n > 0 && rng.IntN(4) == 0 {
+			ackTo = last - uint64(rng.IntN(int(n)))
+		}
+		for seq := range got {
+			if seq <= ackTo {
+				if err := o.Ack(seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := o.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reported == 0 {
+		t.Fatal("the child never reported a durable append")
+	}
+	t.Logf("%d rounds, %d durable appends reported and found", rounds, checked)
+}
+
+func TestKill9Append(t *testing.T) { testKill9(t, "append", "batch", killRounds, 120*time.Millisecond) }
+
+func TestKill9AppendFsyncAlways(t *testing.T) {
+	testKill9(t, "append", "always", killRounds/4, 500*time.Millisecond)
+}
+
+func TestKill9MarkReleased(t *testing.T) { testKill9(t, "release", "batch", killRounds, 120*time.Millisecond) }
