@@ -1,7 +1,6 @@
 package rfidascii
 
 import (
-	"errors"
 	"time"
 
 	"github.com/edgegw/edgegw/devices"
@@ -40,16 +39,12 @@ func NewDriver(f Format) devices.Constructor {
 // New validates cfg and returns the device (no I/O).
 func New(env devices.Env, f Format, cfg Config) (*serialport.Stream, error) {
 	cfg.Config = cfg.Config.WithDefaults(serialport.Defaults8N1(9600))
-	var errs []error
 	if err := cfg.Config.Validate(); err != nil {
-		errs = append(errs, err)
+		return nil, err
 	}
 	window := DefaultDedupe
 	if cfg.Dedupe != nil {
 		window = cfg.Dedupe.D()
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
 	}
 	c := new(serialport.Counters)
 	return &serialport.Stream{
