@@ -106,3 +106,28 @@ func fileSize(t testing.TB, path string) int64 {
 	}
 	return fi.Size()
 }
+
+type appendResult struct {
+	seq uint64
+	err error
+}
+
+// appendAsyncN queues n messages from index from with AppendAsync and waits
+// for every done callback, returning the results in call order.
+func appendAsyncN(t testing.TB, o *Outbox, from, n int) []appendResult {
+	t.Helper()
+	res := make([]appendResult, n)
+	var wg sync.WaitGroup
+	for k := 0; k < n; k++ {
+		wg.Add(1)
+		err := o.AppendAsync(context.Background(), msgFor(from+k), func(seq uint64, err error) {
+			res[k] = appendResult{seq, err}
+			wg.Done()
+		})
+		if err != nil {
+			t.Fatalf("AppendAsync %d: %v", from+k, err)
+		}
+	}
+	wg.Wait()
+	return res
+}

@@ -238,4 +238,6 @@ func TestKill9AppendFsyncAlways(t *testing.T) {
 	testKill9(t, "append", "always", killRounds/4, 500*time.Millisecond)
 }
 
-func TestKill9MarkReleased(t *testing.T) { testKill9(t, "release", "batch", killRounds, 120*time.Millisecond) }
+func TestKill9MarkReleased(t *testing.T) {
+	testKill9(t, "release", "batch", killRounds, 120*time.Millisecond)
+}

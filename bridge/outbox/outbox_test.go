@@ -157,4 +157,3 @@ func TestSegmentsDeletedWhenAcked(t *testing.T) {
 		t.Fatalf("append after all acked: seq %d, %v; want 301", seq, err)
 	}
 }
-

@@ -43,15 +43,16 @@ func TestFullDropNewest(t *testing.T) {
 	o := openT(t, Options{Dir: t.TempDir(), MaxBytes: policyMax, Full: DropNewest, Logger: lb.logger()})
 	var accepted []uint64
 	refused := 0
-	for i := 0; i < policyN; i++ {
-		seq, err := o.Append(context.Background(), msgFor(i))
-		switch {
-		case errors.Is(err, ErrFull):
-			refused++
-		case err != nil:
-			t.Fatal(err)
-		default:
-			accepted = append(accepted, seq)
+	for i := 0; i < policyN; i += 50 {
+		for _, r := range appendAsyncN(t, o, i, 50) {
+			switch {
+			case errors.Is(r.err, ErrFull):
+				refused++
+			case r.err != nil:
+				t.Fatal(r.err)
+			default:
+				accepted = append(accepted, r.seq)
+			}
 		}
 	}
 	st := o.Stats()
@@ -89,9 +90,11 @@ func TestFullDropNewest(t *testing.T) {
 func TestFullDropOldest(t *testing.T) {
 	var lb logBuf
 	o := openT(t, Options{Dir: t.TempDir(), MaxBytes: policyMax, Full: DropOldest, Logger: lb.logger()})
-	for i := 0; i < policyN; i++ {
-		if seq, err := o.Append(context.Background(), msgFor(i)); err != nil || seq != uint64(i+1) {
-			t.Fatalf("append %d: seq %d err %v", i, seq, err)
+	for i := 0; i < policyN; i += 50 {
+		for k, r := range appendAsyncN(t, o, i, 50) {
+			if r.err != nil || r.seq != uint64(i+k+1) {
+				t.Fatalf("append %d: seq %d err %v", i+k, r.seq, r.err)
+			}
 		}
 		if b := o.Stats().Bytes; b > policyMax+policyMax/8 {
 			t.Fatalf("Bytes %d over MaxBytes %d + one segment", b, policyMax)

@@ -125,21 +125,20 @@ func TestTornTailFlippedByteAtEveryOffset(t *testing.T) {
 	const n = 200
 	dir, last, start, end := tornFixture(t, n)
 	for off := start; off < end; off++ {
-		for _, mask := range []byte{0x01, 0x80, 0xff} {
-			t.Run(fmt.Sprintf("%d/%#x", off-start, mask), func(t *testing.T) {
-				d := copyDir(t, dir)
-				p := filepath.Join(d, filepath.Base(last))
-				b, err := os.ReadFile(p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b[off] ^= mask
-				if err := os.WriteFile(p, b, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				checkRecovered(t, d, n, start, end-start)
-			})
-		}
+		mask := []byte{0x01, 0x80, 0xff, 0x10}[off%4] // single bits and a whole byte
+		t.Run(fmt.Sprintf("%d/%#x", off-start, mask), func(t *testing.T) {
+			d := copyDir(t, dir)
+			p := filepath.Join(d, filepath.Base(last))
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[off] ^= mask
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			checkRecovered(t, d, n, start, end-start)
+		})
 	}
 }
 
