@@ -18,7 +18,7 @@ func TestInputDoorContactDebounce(t *testing.T) {
 	dev := build(t, "gpio_in", `pin = "`+p.N+`"
 pull = "up"
 active_low = true
-debounce = "20ms"`)
+debounce = "50ms"`) // wider than the 20ms default so a loaded test machine cannot split a bounce burst
 	r := start(t, dev)
 
 	rd := r.next(t) // initial state: the pull-up holds the line high → not active
@@ -59,15 +59,15 @@ func TestInputGlitchCountedAsBounce(t *testing.T) {
 	p := fakePin(t)
 	dev := build(t, "gpio_in", `pin = "`+p.N+`"
 pull = "down"
-debounce = "10ms"`)
+debounce = "50ms"`)
 	r := start(t, dev)
 	if rd := r.next(t); field(rd, "level") != "low" || field(rd, "state") != false {
 		t.Fatalf("initial %+v", rd)
 	}
-	// A PIR line picking up a 0.5 ms spike, then 30 ms of quiet line (the
+	// A PIR line picking up a 0.5 ms spike, then 150 ms of quiet line (the
 	// signal's timing), then a real detection.
 	feed(t, p, 500*time.Microsecond, pgpio.High, pgpio.Low)
-	time.Sleep(30 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond)
 	feed(t, p, 0, pgpio.High)
 	rd := r.next(t)
 	if field(rd, "edge") != "rising" || field(rd, "state") != true {

@@ -184,6 +184,20 @@ func (r *Reader) Run(ctx context.Context, emit func(devices.Reading)) error {
 			}
 			gap.Reset(r.gap)
 		case <-gap.C:
+			if n := len(bits); n > 0 {
+				// Bits were waiting: the gap was this loop being late, not
+				// the line being idle. Take them and time the gap again.
+				for i := 0; i < n; i++ {
+					b := <-bits
+					if len(frame) < maxBits {
+						frame = append(frame, b)
+					} else {
+						over = true
+					}
+				}
+				gap.Reset(r.gap)
+				continue
+			}
 			if over {
 				r.overflow.Add(1)
 				r.badLength.Add(1)

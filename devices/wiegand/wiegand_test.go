@@ -211,7 +211,11 @@ func field(rd devices.Reading, name string) any {
 // the readers' real bit rates; a good card after each bad one proves the bad
 // one was rejected (not merely late) and the counters say why.
 func TestReaderStreams(t *testing.T) {
-	r := newRig(t, "")
+	// Bits keep the readers' 1–2 ms spacing; the frame gap is widened from
+	// the default 25 ms so a test machine busy with parallel builds (load
+	// average 10 on 2 cores was seen) cannot split a frame by descheduling
+	// the test's signal generator.
+	r := newRig(t, `frame_gap = "100ms"`)
 	good26 := bitsOf("0 01111011 0011000000111001 1")
 	good34 := bitsOf("1 0001001000110100 0101011001111000 1")
 	cases := []struct {
@@ -236,7 +240,7 @@ func TestReaderStreams(t *testing.T) {
 		r.send(t, c.frame, c.spacing)
 		if c.uid == "" {
 			// A valid card after the gap: the bad frame must not appear.
-			time.Sleep(40 * time.Millisecond) // the line stays idle past frame_gap
+			time.Sleep(150 * time.Millisecond) // the line stays idle past frame_gap
 			r.send(t, sentinel, 2*time.Millisecond)
 			rd := r.next(t)
 			if rd.UID != "010001" {
@@ -252,7 +256,7 @@ func TestReaderStreams(t *testing.T) {
 		if rd.UID != c.uid || field(rd, "facility") != c.fc || field(rd, "card") != c.card || field(rd, "bits") != int64(len(c.frame)) {
 			t.Fatalf("%s: %+v", c.name, rd)
 		}
-		time.Sleep(40 * time.Millisecond)
+		time.Sleep(150 * time.Millisecond)
 	}
 	c := r.dev.(devices.Counter).Counters()
 	if c["bad_parity"] != 2 || c["bad_length"] != 2 || c["frames"] != 6 {
@@ -260,19 +264,19 @@ func TestReaderStreams(t *testing.T) {
 	}
 }
 
-// Two frames closer than frame_gap would merge; 30 ms apart they are two
-// reads, and dedupe folds the repeat.
+// Frames 150 ms apart are separate reads, and dedupe folds the repeat of a
+// card held on the reader.
 func TestReaderDedupe(t *testing.T) {
-	r := newRig(t, `frame_gap = "10ms"
+	r := newRig(t, `frame_gap = "100ms"
 dedupe = "2s"`)
 	f := mustEncode(t, 34, 7, 4242)
 	r.send(t, f, 2*time.Millisecond)
 	if rd := r.next(t); field(rd, "card") != int64(4242) {
 		t.Fatalf("%+v", rd)
 	}
-	time.Sleep(30 * time.Millisecond)
-	r.send(t, f, 2*time.Millisecond) // held on the reader: suppressed
-	time.Sleep(30 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond) // idle line between frames
+	r.send(t, f, 2*time.Millisecond)   // held on the reader: suppressed
+	time.Sleep(150 * time.Millisecond)
 	r.send(t, mustEncode(t, 34, 7, 4243), 2*time.Millisecond)
 	if rd := r.next(t); field(rd, "card") != int64(4243) {
 		t.Fatalf("%+v", rd)
@@ -302,7 +306,7 @@ func TestConfigErrors(t *testing.T) {
 		_, err := toml.Decode("d0 = \"P1_11\"\nd1 = \"P1_13\"", v)
 		return err
 	})
-	if err != nil || dev.(*Reader).d0 != "GPIO17" || dev.(*Reader).d1 != "GPIO27" {
+	if err != nil || dev.(*Reader).d0 != "GPIO17" || dev.(*Reader).d1 != "GPIO27" || dev.(*Reader).gap != 25*time.Millisecond {
 		t.Fatalf("%v %+v", err, dev)
 	}
 }
