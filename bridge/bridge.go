@@ -17,9 +17,9 @@ package bridge
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,21 +253,9 @@ func (e *ErrRefused) Error() string {
 	case 5, 0x87:
 		return "the server refused the connection: not authorised"
 	}
-	return "the server refused the connection with code " + itoa(int(e.Code))
+	return "the server refused the connection with code " + strconv.Itoa(int(e.Code))
 }
 
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
-}
-
-var errStopped = errors.New("bridge: stopped")
+// ConnackCode is the CONNACK return (3.1.1) or reason (5) code; tlsdiag
+// recognises refusals by this method.
+func (e *ErrRefused) ConnackCode() byte { return e.Code }

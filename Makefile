@@ -1,0 +1,60 @@
+# edgegw — see README.md. Two commands do everything on a fresh Debian machine:
+#   make demo    the main job end to end on this machine
+#   make test    every test, including the integration tests on a real Mosquitto
+
+SHELL       := /bin/bash
+GO          ?= go
+VERSION     ?= $(shell git describe --tags --match 'v*' 2>/dev/null | sed 's/^v//' || true)
+ifeq ($(VERSION),)
+VERSION     := 0.1.0+git$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+endif
+LDFLAGS     := -s -w -X main.version=$(VERSION)
+GOBUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+# Debian packages the tests and the demo use.
+DEB_PKGS    := mosquitto mosquitto-clients openssl socat qemu-user-static lintian systemd file
+TEST_TIMEOUT ?= 20m
+
+.PHONY: all build cross test test-short lint deps demo bench fuzz clean
+
+all: build
+
+build:
+	$(GOBUILD) -o bin/edgegw ./cmd/edgegw
+
+cross:
+	GOOS=linux GOARCH=arm GOARM=6 $(GOBUILD) -o bin/edgegw-linux-armv6 ./cmd/edgegw
+	GOOS=linux GOARCH=arm GOARM=7 $(GOBUILD) -o bin/edgegw-linux-armv7 ./cmd/edgegw
+	GOOS=linux GOARCH=arm64 $(GOBUILD) -o bin/edgegw-linux-arm64 ./cmd/edgegw
+	GOOS=linux GOARCH=amd64 $(GOBUILD) -o bin/edgegw-linux-amd64 ./cmd/edgegw
+	@bash scripts/check-cross.sh
+
+# deps installs the Debian packages the tests need (as root), or prints the
+# exact command to run.
+deps:
+	@bash scripts/deps.sh $(DEB_PKGS)
+
+test: deps lint
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-short:
+	$(GO) test -count=1 -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+demo: deps build
+	@bash scripts/demo.sh
+
+bench: deps build
+	@bash scripts/bench.sh
+
+# fuzz runs every fuzz target for FUZZTIME each (make test replays the seeds).
+FUZZTIME ?= 30s
+fuzz:
+	@bash scripts/fuzz.sh $(FUZZTIME)
+
+clean:
+	rm -rf bin dist

@@ -1,0 +1,188 @@
+// Package mosquittotest starts a real Mosquitto broker for tests, benchmarks
+// and the demo: on a free loopback port, optionally with a mutual-TLS
+// listener (require_certificate, use_identity_as_username), and stops it when
+// the test ends. It waits for the broker by polling its port, never by
+// sleeping a fixed time.
+package mosquittotest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Options describe the broker.
+type Options struct {
+	// CAFile, CertFile and KeyFile turn on TLS; with them the listener
+	// requires a client certificate and takes its CN as the user name.
+	CAFile, CertFile, KeyFile string
+	// TLSVersion is mosquitto's tls_version (default tlsv1.2, a minimum).
+	TLSVersion string
+	// Port is the port to listen on (0 = a free one).
+	Port int
+	// Extra is appended to mosquitto.conf.
+	Extra string
+	// Persistence turns on mosquitto's persistence (in the test's dir).
+	Persistence bool
+}
+
+// Server is a running mosquitto.
+type Server struct {
+	Port int
+	Dir  string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	once sync.Once
+	done chan struct{}
+}
+
+// Addr is 127.0.0.1:Port.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
+
+// Available reports whether mosquitto is installed; tests call Require.
+func Available() bool {
+	_, err := exec.LookPath("mosquitto")
+	return err == nil
+}
+
+// Require fails the test when mosquitto is missing, naming the fix.
+// (make test installs it; a skip would hide a broken CI machine.)
+func Require(t testing.TB) {
+	t.Helper()
+	if !Available() {
+		t.Fatal("mosquitto is not installed: run 'make deps' as root, or apt-get install mosquitto mosquitto-clients")
+	}
+}
+
+// FreePort returns a port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Start runs mosquitto until the test ends.
+func Start(t testing.TB, o Options) *Server {
+	t.Helper()
+	Require(t)
+	s, err := StartE(t.TempDir(), o, func() int { return FreePort(t) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("mosquitto log:\n%s", s.Log())
+		}
+	})
+	return s
+}
+
+// StartE runs mosquitto in dir; the caller stops it. freePort is used when
+// o.Port is 0.
+func StartE(dir string, o Options, freePort func() int) (*Server, error) {
+	port := o.Port
+	if port == 0 {
+		port = freePort()
+	}
+	var conf bytes.Buffer
+	fmt.Fprintf(&conf, "per_listener_settings false\n")
+	if os.Geteuid() == 0 {
+		// As root mosquitto drops to the mosquitto user, which cannot read
+		// files in a 0700 temp dir.
+		conf.WriteString("user root\n")
+	}
+	fmt.Fprintf(&conf, "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nconnection_messages true\n")
+	fmt.Fprintf(&conf, "max_queued_messages 0\nmax_inflight_messages 0\n")
+	if o.Persistence {
+		fmt.Fprintf(&conf, "persistence true\npersistence_location %s/\n", dir)
+	} else {
+		conf.WriteString("persistence false\n")
+	}
+	fmt.Fprintf(&conf, "listener %d 127.0.0.1\n", port)
+	if o.CertFile != "" {
+		v := o.TLSVersion
+		if v == "" {
+			v = "tlsv1.2"
+		}
+		fmt.Fprintf(&conf, "cafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\ntls_version %s\nallow_anonymous false\n",
+			o.CAFile, o.CertFile, o.KeyFile, v)
+	} else {
+		conf.WriteString("allow_anonymous true\n")
+	}
+	conf.WriteString(o.Extra)
+	path := filepath.Join(dir, "mosquitto.conf")
+	if err := os.WriteFile(path, conf.Bytes(), 0o644); err != nil {
+		return nil, err
+	}
+	s := &Server{Port: port, Dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
+	s.cmd = exec.Command("mosquitto", "-c", path)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting mosquitto: %w", err)
+	}
+	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return s, nil
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("mosquitto exited at start:\n%s\nconfig:\n%s", s.out.String(), conf.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return nil, fmt.Errorf("mosquitto did not listen on %d within 10s:\n%s", port, s.out.String())
+		}
+	}
+}
+
+// Stop ends mosquitto and waits for it.
+func (s *Server) Stop() {
+	s.once.Do(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(5 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+	})
+}
+
+// Log is everything mosquitto printed.
+func (s *Server) Log() string { return s.out.String() }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

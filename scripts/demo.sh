@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# make demo: the whole main job on one machine. It makes certificates, starts
+# a Mosquitto "upstream" that demands client certificates (mutual TLS), runs
+# edgegw with simulated devices, and shows the readings arriving upstream
+# until Ctrl-C (or for DEMO_SECONDS). Everything it starts it stops, and its
+# temporary directory is removed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${EDGEGW:-bin/edgegw}
+WORK=$(mktemp -d /tmp/edgegw-demo.XXXXXX)
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+  echo "demo: stopped and cleaned up"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+freeport() {
+  local p
+  for _ in $(seq 1 100); do
+    p=$(( 20000 + RANDOM % 20000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  echo "demo: no free port found" >&2; exit 1
+}
+waitport() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "demo: nothing listens on port $1 after 10s" >&2; return 1
+}
+
+UP=$(freeport); LOCAL=$(freeport)
+echo "demo: making certificates (CA, server 'localhost', clients 'gw-01' and 'viewer') in $WORK/pki"
+"$BIN" certs init --dir "$WORK/pki" --server-name localhost --server-name 127.0.0.1 \
+  --client-name gw-01 --client-name viewer >"$WORK/certs.out"
+
+cat >"$WORK/mosquitto.conf" <<CONF
+per_listener_settings false
+$( [ "$(id -u)" -eq 0 ] && echo "user root" )
+persistence false
+log_dest file $WORK/mosquitto.log
+listener $UP 127.0.0.1
+cafile $WORK/pki/ca.crt
+certfile $WORK/pki/server.crt
+keyfile $WORK/pki/server.key
+require_certificate true
+use_identity_as_username true
+tls_version tlsv1.2
+allow_anonymous false
+CONF
+mosquitto -c "$WORK/mosquitto.conf" & pids+=($!)
+waitport "$UP"
+echo "demo: upstream Mosquitto with mutual TLS on 127.0.0.1:$UP"
+
+cat >"$WORK/gateway.toml" <<CONF
+[gateway]
+id = "gw-01"
+data_dir = "$WORK/data"
+http_listen = ""
+
+[broker]
+listen = "127.0.0.1:$LOCAL"
+
+[upstream]
+address = "mqtts://localhost:$UP"
+[upstream.tls]
+cafile = "$WORK/pki/ca.crt"
+certfile = "$WORK/pki/gw-01.crt"
+keyfile = "$WORK/pki/gw-01.key"
+[[upstream.topic]]
+pattern = "readings/#"
+direction = "out"
+qos = 1
+remote_prefix = "sites/demo/gw-01/"
+
+[[device]]
+name = "door"
+type = "sim"
+kind = "rfid"
+interval = "1s"
+
+[[device]]
+name = "climate"
+type = "sim"
+kind = "sensor"
+interval = "2s"
+CONF
+"$BIN" check-config -c "$WORK/gateway.toml"
+"$BIN" run -c "$WORK/gateway.toml" 2>"$WORK/gateway.log" & pids+=($!)
+waitport "$LOCAL"
+echo "demo: edgegw running (local broker 127.0.0.1:$LOCAL, log $WORK/gateway.log)"
+echo "demo: readings as the upstream broker sees them (Ctrl-C to stop):"
+mosquitto_sub -h localhost -p "$UP" --cafile "$WORK/pki/ca.crt" \
+  --cert "$WORK/pki/viewer.crt" --key "$WORK/pki/viewer.key" \
+  -t 'sites/#' -v -q 1 & sub=$!; pids+=($sub)
+if [ -n "${DEMO_SECONDS:-}" ]; then
+  sleep "$DEMO_SECONDS"
+else
+  wait "$sub"
+fi
