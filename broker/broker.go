@@ -25,9 +25,11 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	mauth "github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/edgegw/edgegw/broker/auth"
 )
 
 // Message is one MQTT application message.
@@ -63,9 +65,14 @@ type Options struct {
 	// TLSListen and TLS add a TLS listener.
 	TLSListen string
 	TLS       *tls.Config
-	// Hooks are extra mochi hooks (authentication, ACL). Without any, every
-	// client may connect and publish anywhere: right for a loopback listener.
-	Hooks []mqtt.Hook
+	// PasswordFile and ACLFile are Mosquitto-format files (see broker/auth).
+	// Without them and with AllowAnonymous every client may connect and use
+	// every topic: right for a loopback-only listener.
+	PasswordFile, ACLFile string
+	AllowAnonymous        bool
+	// UseIdentityAsUsername takes a TLS client certificate's CN as the user
+	// name (on the TLS listener).
+	UseIdentityAsUsername bool
 	// Logger is tagged component=broker.
 	Logger *slog.Logger
 }
@@ -107,15 +114,19 @@ func New(o Options) (*Broker, error) {
 	if err := srv.AddHook(&interceptHook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	if len(o.Hooks) == 0 {
-		if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+	var h mqtt.Hook = new(mauth.AllowHook)
+	if o.PasswordFile != "" || o.ACLFile != "" || !o.AllowAnonymous || o.UseIdentityAsUsername {
+		ah, err := auth.NewHook(auth.Options{
+			PasswordFile: o.PasswordFile, ACLFile: o.ACLFile, AllowAnonymous: o.AllowAnonymous,
+			UseIdentityAsUsername: o.UseIdentityAsUsername, Logger: log,
+		})
+		if err != nil {
 			return nil, fmt.Errorf("broker: %w", err)
 		}
+		h = ah
 	}
-	for _, h := range o.Hooks {
-		if err := srv.AddHook(h, nil); err != nil {
-			return nil, fmt.Errorf("broker: hook %s: %w", h.ID(), err)
-		}
+	if err := srv.AddHook(h, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
 	}
 	return b, nil
 }

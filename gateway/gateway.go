@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgegw/edgegw/boards"
 	"github.com/edgegw/edgegw/bridge"
 	"github.com/edgegw/edgegw/bridge/outbox"
 	"github.com/edgegw/edgegw/broker"
@@ -31,6 +32,7 @@ type Gateway struct {
 	log     *slog.Logger
 	devices []*deviceRunner
 	tlsOpts tlsx.Options
+	board   string
 	rules   []bridge.Rule
 	eps     []bridge.Endpoint
 
@@ -54,6 +56,7 @@ func Build(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, log: log}
 	var errs config.Errors
+	board := cfg.Gateway.Board
 	add := func(err error) {
 		var es config.Errors
 		var e *config.Error
@@ -66,6 +69,17 @@ func Build(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 			errs = append(errs, &config.Error{File: cfg.File(), Msg: err.Error()})
 		}
 	}
+	if board == "" {
+		if model, err := boards.ReadModel(boards.ModelPath); err == nil {
+			if b, ok := boards.Detect(model); ok {
+				board = b.Name
+				log.Info("board detected", "board", b.Name, "model", model)
+			}
+		}
+	} else if _, ok := boards.ByName(board); !ok {
+		errs = append(errs, cfg.ErrorAt("gateway.board", fmt.Sprintf("%q is not a board edgegw knows; known: %v (run 'edgegw boards')", board, boards.Names())))
+	}
+	g.board = board
 	for i := range cfg.Devices {
 		dc := &cfg.Devices[i]
 		drv, ok := devices.Lookup(dc.Type)
@@ -74,7 +88,7 @@ func Build(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 			continue
 		}
 		dlog := log.With("component", "device", "device", dc.Name)
-		dev, err := drv.New(devices.Env{Name: dc.Name, Logger: dlog, Board: cfg.Gateway.Board}, dc.Decode)
+		dev, err := drv.New(devices.Env{Name: dc.Name, Logger: dlog, Board: board}, dc.Decode)
 		if err != nil {
 			add(dc.DeviceError(err))
 			continue
@@ -169,7 +183,11 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		ring = outbox.NewRing(int(cfg.Buffer.QoS0MaxBytes.Bytes))
 	}
 
-	bk, err := broker.New(broker.Options{Listen: cfg.Broker.Listen, Logger: log.With("component", "broker")})
+	bopts, err := g.brokerOptions()
+	if err != nil {
+		return err
+	}
+	bk, err := broker.New(bopts)
 	if err != nil {
 		return err
 	}

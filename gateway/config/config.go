@@ -61,7 +61,7 @@ type Broker struct {
 
 // BrokerTLS is [broker.tls]: an optional TLS listener on the local broker.
 type BrokerTLS struct {
-	Listen             string `toml:"listen"`
+	Listen string `toml:"listen"`
 	TLS
 	RequireCertificate bool `toml:"require_certificate"`
 }
@@ -356,7 +356,7 @@ func (d *Device) Decode(v any) error {
 }
 
 // keyPrefix matches a driver error that starts with its key name: "baud: …".
-var keyPrefix = regexp.MustCompile(`^([a-z0-9_]+(?:\.[a-z0-9_]+)*): `)
+var keyPrefix = regexp.MustCompile(`^([a-z0-9_]+(?:\[[0-9]+\])?(?:\.[a-z0-9_]+(?:\[[0-9]+\])?)*): `)
 
 // DeviceError positions an error a driver returned from its constructor.
 // Drivers start their messages with the key at fault ("baud: 9601 is not a
@@ -366,6 +366,16 @@ func (d *Device) DeviceError(err error) error {
 	var ces Errors
 	if errors.As(err, &ce) || errors.As(err, &ces) {
 		return err
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out Errors
+		for _, e := range j.Unwrap() {
+			for _, p := range asErrors(d.DeviceError(e)) {
+				out = append(out, p)
+			}
+		}
+		sortErrors(out)
+		return out
 	}
 	msg := err.Error()
 	path := d.Path()
@@ -474,4 +484,16 @@ func deletePath(m map[string]any, path string) {
 // sortErrors orders errors by line, keeping the order of equal lines.
 func sortErrors(es Errors) {
 	sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
+}
+
+func asErrors(err error) Errors {
+	var es Errors
+	var e *Error
+	switch {
+	case errors.As(err, &es):
+		return es
+	case errors.As(err, &e):
+		return Errors{e}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,6 +145,10 @@ func TestDeviceErrorPositions(t *testing.T) {
 	e := c.Devices[0].DeviceError(errString("port: /dev/nope does not look like a serial port"))
 	if got := e.Error(); got != "gw.toml:24: device[0].port: /dev/nope does not look like a serial port" {
 		t.Fatalf("got %q", got)
+	}
+	e = c.Devices[0].DeviceError(errors.Join(errString("baud: 9601 is not standard"), errString("port: missing")))
+	if got := e.Error(); got != "gw.toml:21: device[0] (door): baud: 9601 is not standard\ngw.toml:24: device[0].port: missing" {
+		t.Fatalf("joined: got %q", got)
 	}
 	e = c.Devices[1].DeviceError(errString("no such driver"))
 	if got := e.Error(); got != "gw.toml:26: device[1] (sim1): no such driver" {
