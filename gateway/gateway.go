@@ -42,6 +42,7 @@ type Gateway struct {
 	bridge *bridge.Bridge
 	outbox *outbox.Outbox
 	ready  bool
+	certs  []tlsx.CertInfo
 
 	// Ready, when set, is called once everything is up (systemd READY=1).
 	Ready func()
@@ -119,6 +120,9 @@ func Build(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	}
 	return g, nil
 }
+
+// TLSOptions maps a TLS table of the configuration onto the loader's options.
+func TLSOptions(t *config.TLS) tlsx.Options { return tlsOptions(t) }
 
 func tlsOptions(t *config.TLS) tlsx.Options {
 	return tlsx.Options{
@@ -259,6 +263,13 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			defer wg.Done()
 			_ = br.Run(bctx)
 		}()
+		if cfg.Upstream.TLS != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				g.watchCerts(bctx, g.tlsOpts)
+			}()
+		}
 	}
 
 	dctx, stopDevices := context.WithCancel(ctx)
@@ -333,6 +344,7 @@ func (i interceptor) Accept(m broker.Message, done func(error)) {
 // Status is a snapshot for `edgegw status` and metrics.
 type Status struct {
 	Ready   bool
+	Certs   []tlsx.CertInfo // upstream client certificate and CAs, with days left
 	Broker  broker.Stats
 	Bridge  *bridge.Stats
 	Devices []DeviceStatus
@@ -351,10 +363,10 @@ type DeviceStatus struct {
 // Status returns the gateway's state.
 func (g *Gateway) Status() Status {
 	g.mu.Lock()
-	bk, br, ready := g.broker, g.bridge, g.ready
+	bk, br, ready, certs := g.broker, g.bridge, g.ready, g.certs
 	g.mu.Unlock()
 	var s Status
-	s.Ready = ready
+	s.Ready, s.Certs = ready, certs
 	if bk != nil {
 		s.Broker = bk.Stats()
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/edgegw/edgegw/gateway"
+	"github.com/edgegw/edgegw/gateway/config"
 	"io"
 	"strings"
 	"time"
@@ -33,8 +35,12 @@ func tlsCheckCmd(args []string, stdout, stderr io.Writer) int {
 	username := fs.String("username", "", "MQTT user name")
 	passwordFile := fs.String("password-file", "", "file holding the MQTT password")
 	timeout := fs.Duration("timeout", 5*time.Second, "time allowed for each step")
+	cfgPath := fs.String("c", "", "check the upstream of this configuration file (every address in turn)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
+	}
+	if *cfgPath != "" {
+		return tlsCheckConfig(*cfgPath, *clientID, *timeout, stdout, stderr)
 	}
 	if *addr == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "usage: edgegw tls-check --address host:port [--cafile FILE] [--certfile FILE --keyfile FILE] …")
@@ -99,4 +105,45 @@ func printReport(w io.Writer, req tlsdiag.Request, rep tlsdiag.Report) {
 		}
 	}
 	io.WriteString(w, b.String())
+}
+
+// tlsCheckConfig checks every upstream address of a configuration file with
+// its [upstream.tls] settings, user name and password.
+func tlsCheckConfig(path, clientID string, timeout time.Duration, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(path)
+	if err != nil {
+		printConfigErrors(stderr, err)
+		return exitConfig
+	}
+	u := cfg.Upstream
+	if u == nil {
+		fmt.Fprintf(stderr, "edgegw tls-check: %s has no [upstream]; nothing to check\n", path)
+		return exitConfig
+	}
+	var o tlsx.Options
+	if u.TLS != nil {
+		o = gateway.TLSOptions(u.TLS)
+	}
+	if u.ClientID != "" {
+		clientID = u.ClientID + "-tls-check"
+	}
+	code := exitOK
+	for _, a := range u.Address {
+		req := tlsdiag.Request{Addr: a, TLS: o, ClientID: clientID, Username: u.Username, Timeout: timeout}
+		if u.PasswordFile != "" {
+			pw, err := tlsx.ReadPassword(u.PasswordFile)
+			if err != nil {
+				fmt.Fprintf(stderr, "edgegw tls-check: upstream.password_file: %v\n", err)
+				return exitConfig
+			}
+			req.Password = pw
+		}
+		if len(u.Address) > 1 {
+			fmt.Fprintf(stdout, "== %s\n", a)
+		}
+		if c := tlsCheck(req, stdout); c != exitOK {
+			code = c
+		}
+	}
+	return code
 }
