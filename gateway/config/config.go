@@ -191,7 +191,7 @@ func defaultUpstream(u *Upstream) {
 	u.Protocol = "3.1.1"
 	u.Inflight = 256
 	u.BackoffMin.Duration = 250e6
-	u.BackoffMax.Duration = 30e9
+	u.BackoffMax.Duration = 2e9
 }
 
 // Load reads and checks a configuration file. On any problem it returns

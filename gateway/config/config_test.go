@@ -188,3 +188,28 @@ func TestUnknownDriverKeyInSecondDevice(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestExampleConfig keeps deploy/edgegw.example.toml valid: it must parse
+// once the files it names exist (here: replaced by temporary ones).
+func TestExampleConfig(t *testing.T) {
+	src, err := os.ReadFile("../../deploy/edgegw.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := string(src)
+	for _, f := range []string{"/etc/edgegw/ca.crt", "/etc/edgegw/client.crt", "/etc/edgegw/client.key"} {
+		p := filepath.Join(dir, filepath.Base(f))
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s = strings.ReplaceAll(s, `"`+f+`"`, `"`+p+`"`)
+	}
+	c, err := Parse("edgegw.example.toml", s)
+	if err != nil {
+		t.Fatalf("the example configuration does not parse:\n%v", err)
+	}
+	if c.Upstream == nil || len(c.Upstream.Topics) != 1 || len(c.Devices) != 1 || c.Upstream.BackoffMax.Duration.String() != "2s" {
+		t.Fatalf("example decoded wrong: %+v", c)
+	}
+}
