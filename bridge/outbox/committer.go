@@ -40,6 +40,14 @@ func (o *Outbox) run() {
 				o.finish()
 				return
 			}
+			// Idle: give the batch buffers back to the GC, so memory at
+			// rest does not keep the size of the last burst.
+			spareBuf, spareEnts = nil, nil
+			o.mu.Lock()
+			if len(o.qents) == 0 {
+				o.qbuf, o.qents = nil, nil
+			}
+			o.mu.Unlock()
 			select {
 			case <-o.kick:
 			case <-tick:

@@ -28,7 +28,11 @@ const (
 func TestMain(m *testing.M) {
 	switch os.Getenv("OUTBOX_CHILD") {
 	case "":
-		os.Exit(m.Run())
+		code := m.Run()
+		if backlogDir != "" {
+			os.RemoveAll(backlogDir)
+		}
+		os.Exit(code)
 	case "append":
 		childWriter(false)
 	case "release":

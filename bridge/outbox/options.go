@@ -122,7 +122,7 @@ const (
 	// maxPendingBytes bounds the encoded bytes queued for the committer;
 	// AppendAsync waits beyond it, so memory stays bounded when the disk
 	// is slower than the publishers.
-	maxPendingBytes = 8 << 20
+	maxPendingBytes = 1 << 20
 	// maxRecordBody bounds one record; a longer length field is corruption.
 	maxRecordBody = 64 << 20
 	// recentWindow is how many QoS 2 origins RecentOrigin remembers.
