@@ -200,4 +200,3 @@ func rss() int64 {
 	}
 	return 0
 }
-
