@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edgegw/edgegw/bench/load"
+	"github.com/edgegw/edgegw/internal/certs"
+	"github.com/edgegw/edgegw/internal/mosquittotest"
+	"github.com/edgegw/edgegw/internal/netproxy"
+)
+
+// Kinds of bridge under test.
+const (
+	kEdgegw   = "edgegw"
+	kMosq     = "mosquitto"         // max_queued_messages 0 (unlimited)
+	kMosqDflt = "mosquitto-default" // max_queued_messages 1000 (its default)
+	kDirect   = "direct"            // publisher straight into upstream
+)
+
+// rigOpts tune one rig.
+type rigOpts struct {
+	// up and proxy, when set, are shared (fleet); the rig does not own them.
+	up    *mosquittotest.Server
+	proxy *netproxy.Proxy
+
+	kind       string
+	qos        byte // rule QoS
+	replayRate int
+	backoffMax string
+	id         string
+}
+
+// rig is one upstream Mosquitto (mutual TLS), a proxy in front of it, and
+// one bridging process (none for direct) with its local broker.
+type rig struct {
+	o       rigOpts
+	dir     string
+	pki     certs.Files
+	up      *mosquittotest.Server
+	proxy   *netproxy.Proxy
+	local   string // where publishers connect
+	cfg     string // bridging process config
+	logPath string
+	p       *proc
+}
+
+func clientFiles(f certs.Files, name string) *load.TLSFiles {
+	p, _ := f.Client(name)
+	return &load.TLSFiles{CA: f.CA.Cert, Cert: p.Cert, Key: p.Key}
+}
+
+// startUpstream starts the upstream Mosquitto and the proxy.
+func startUpstream(dir string, pki certs.Files) (*mosquittotest.Server, *netproxy.Proxy, error) {
+	fp := func() int { p, _ := freePort(); return p }
+	up, err := mosquittotest.StartE(dir, mosquittotest.Options{CAFile: pki.CA.Cert, CertFile: pki.Server.Cert, KeyFile: pki.Server.Key}, fp)
+	if err != nil {
+		return nil, nil, err
+	}
+	px, err := netproxy.New(up.Addr())
+	if err != nil {
+		up.Stop()
+		return nil, nil, err
+	}
+	return up, px, nil
+}
+
+func newRig(root string, pki certs.Files, o rigOpts) (*rig, error) {
+	dir, err := os.MkdirTemp(root, o.kind+"-")
+	if err != nil {
+		return nil, err
+	}
+	if o.qos == 0 {
+		o.qos = 1
+	}
+	if o.backoffMax == "" {
+		o.backoffMax = "2s"
+	}
+	if o.id == "" {
+		o.id = "gw"
+	}
+	r := &rig{o: o, dir: dir, pki: pki}
+	if o.up != nil {
+		r.up, r.proxy = o.up, o.proxy
+	} else if r.up, r.proxy, err = startUpstream(dir, pki); err != nil {
+		return nil, err
+	}
+	if o.kind == kDirect {
+		r.local = r.up.Addr()
+		return r, nil
+	}
+	port, err := freePort()
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	r.local = "127.0.0.1:" + strconv.Itoa(port)
+	r.logPath = filepath.Join(dir, o.kind+".log")
+	switch o.kind {
+	case kEdgegw:
+		r.cfg = filepath.Join(dir, "gateway.toml")
+		err = os.WriteFile(r.cfg, []byte(edgegwConfig(r, port)), 0o600)
+	default:
+		r.cfg = filepath.Join(dir, "mosquitto.conf")
+		err = os.WriteFile(r.cfg, []byte(mosquittoConfig(r, port)), 0o600)
+	}
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	if err := r.start(); err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func edgegwConfig(r *rig, port int) string {
+	gw, _ := r.pki.Client("gw-01")
+	return fmt.Sprintf(`[gateway]
+id = %q
+data_dir = %q
+http_listen = ""
+
+[broker]
+listen = "127.0.0.1:%d"
+
+[upstream]
+address = "mqtts://127.0.0.1:%s"
+client_id = "edgegw-%s"
+replay_rate = %d
+backoff_max = %q
+[upstream.tls]
+cafile = %q
+certfile = %q
+keyfile = %q
+[[upstream.topic]]
+pattern = "readings/#"
+direction = "out"
+qos = %d
+
+[buffer]
+fsync = "batch"
+max_bytes = "1GiB"
+`, r.o.id, filepath.Join(r.dir, "data"), port, portOf(r.proxy.Addr()), r.o.id, r.o.replayRate, r.o.backoffMax,
+		r.pki.CA.Cert, gw.Cert, gw.Key, r.o.qos)
+}
+
+func mosquittoConfig(r *rig, port int) string {
+	gw, _ := r.pki.Client("gw-01")
+	var b strings.Builder
+	b.WriteString("per_listener_settings false\n")
+	if os.Geteuid() == 0 {
+		b.WriteString("user root\n")
+	}
+	fmt.Fprintf(&b, "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n")
+	fmt.Fprintf(&b, "persistence true\npersistence_location %s/\n", r.dir)
+	if r.o.kind == kMosq {
+		b.WriteString("max_queued_messages 0\n")
+	}
+	fmt.Fprintf(&b, "listener %d 127.0.0.1\nallow_anonymous true\n", port)
+	fmt.Fprintf(&b, `connection bench-%s
+address %s
+bridge_protocol_version mqttv311
+bridge_cafile %s
+bridge_certfile %s
+bridge_keyfile %s
+bridge_tls_version tlsv1.2
+cleansession false
+clientid edge-mosq-%s
+restart_timeout 1 2
+topic readings/# out %d
+`, r.o.id, r.proxy.Addr(), r.pki.CA.Cert, gw.Cert, gw.Key, r.o.id, r.o.qos)
+	return b.String()
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// start (re)starts the bridging process on the same config and data.
+func (r *rig) start() error {
+	var err error
+	switch r.o.kind {
+	case kEdgegw:
+		r.p, err = startProc(r.o.kind, r.logPath, r.local, edgegwBin, "run", "-c", r.cfg)
+	case kMosq, kMosqDflt:
+		r.p, err = startProc(r.o.kind, r.logPath, r.local, "mosquitto", "-c", r.cfg)
+	}
+	return err
+}
+
+func (r *rig) close() {
+	if r.p != nil {
+		r.p.stop()
+	}
+	if r.proxy != nil && r.o.proxy == nil {
+		r.proxy.Close()
+	}
+	if r.up != nil && r.o.up == nil {
+		r.up.Stop()
+	}
+	if !keepDirs {
+		os.RemoveAll(r.dir)
+	}
+}
+
+// pubConn is how a publisher reaches this rig's local broker.
+func (r *rig) pubConn(id string) load.Conn {
+	if r.o.kind == kDirect {
+		return load.Conn{Addr: r.local, TLS: clientFiles(r.pki, "pub"), ClientID: id}
+	}
+	return load.Conn{Addr: r.local, ClientID: id}
+}
+
+// subscribe connects the upstream subscriber (directly, not via the proxy).
+func (r *rig) subscribe(qos byte, sources, n int, latency bool) (*load.Subscriber, error) {
+	return load.NewSubscriber(load.Conn{Addr: r.up.Addr(), TLS: clientFiles(r.pki, "sub"), ClientID: "sub-" + r.o.id + strconv.FormatInt(time.Now().UnixNano(), 36)}, "readings/#", qos, sources, n, latency)
+}
+
+// warm publishes to readings/warmup until the subscriber sees something
+// (the bridge is connected end to end), then resets the subscriber.
+func warm(ctx context.Context, pub *load.Publisher, sub *load.Subscriber, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	topic := pub.Topic
+	pub.Topic = load.WarmupTopic
+	defer func() { pub.Topic = topic }()
+	for time.Now().Before(deadline) {
+		if err := pub.Run(ctx, 0, 1, 0, nil); err != nil {
+			return err
+		}
+		for end := time.Now().Add(250 * time.Millisecond); time.Now().Before(end); {
+			if sub.Count().Warm > 0 {
+				sub.Reset()
+				return nil
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return errors.New("bridge not connected end to end: warm-up message never arrived upstream")
+}
