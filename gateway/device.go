@@ -33,6 +33,9 @@ type deviceRunner struct {
 
 	errMu   sync.Mutex
 	lastErr string
+
+	heart *heart      // liveness of the publish step (ops.go)
+	clock *stampClock // stamps readings, flags an unsynchronised clock (clock.go)
 }
 
 const (
@@ -101,15 +104,19 @@ func (d *deviceRunner) run(ctx context.Context) (err error) {
 func (d *deviceRunner) emit(r devices.Reading) {
 	d.emitMu.Lock()
 	defer d.emitMu.Unlock()
-	ts := r.Time
-	if ts.IsZero() {
+	d.heart.Enter() // liveness: publishing must not hang (ops.go)
+	defer d.heart.Leave()
+	ts, uncertain := r.Time, false
+	if d.clock != nil {
+		ts, uncertain = d.clock.stamp(r.Time)
+	} else if ts.IsZero() {
 		ts = time.Now()
 	}
 	seq, err := d.seqs.next(d.name)
 	if err != nil {
 		d.log.Error("cannot save the sequence number; the reading is published but its seq may repeat after a restart", "error", err)
 	}
-	d.buf = encodeReading(d.buf[:0], d.gwID, d.name, d.typ, seq, ts, r)
+	d.buf = encodeReading(d.buf[:0], d.gwID, d.name, d.typ, seq, ts, uncertain, r)
 	payload := append([]byte(nil), d.buf...)
 	if err := d.bk.Publish(broker.Message{Topic: d.topic, Payload: payload, QoS: d.qos}); err != nil {
 		d.log.Error("reading not published", "seq", seq, "error", err)
@@ -119,14 +126,43 @@ func (d *deviceRunner) emit(r devices.Reading) {
 	d.log.Debug("reading", "seq", seq, "uid", r.UID)
 }
 
+// commandQueue bounds the commands waiting for one device.
+const commandQueue = 16
+
 // subscribeCommands routes "<topic>/set" to a device that takes commands.
-func (d *deviceRunner) subscribeCommands(ctx context.Context, bk *broker.Broker, cmd devices.Commander) (func(), error) {
+// Commands run one at a time, in order, on a goroutine of their own: the
+// subscription callback runs on the publisher's goroutine (for commands from
+// upstream, the bridge's reader), which must never wait for a relay.
+func (d *deviceRunner) subscribeCommands(ctx context.Context, wg *sync.WaitGroup, bk *broker.Broker, cmd devices.Commander) (func(), error) {
 	filter := d.topic + "/set"
-	return bk.Subscribe(filter, func(m broker.Message) {
-		if err := cmd.Command(ctx, m.Payload); err != nil {
-			d.log.Warn("command refused", "topic", m.Topic, "payload", string(m.Payload), "error", err)
+	q := make(chan broker.Message, commandQueue)
+	cancel, err := bk.Subscribe(filter, func(m broker.Message) {
+		select {
+		case q <- m:
+		default:
+			d.log.Warn("command dropped: too many waiting", "topic", m.Topic, "queue", commandQueue)
 		}
 	})
+	if err != nil {
+		return nil, err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-q:
+				if err := cmd.Command(ctx, m.Payload); err != nil {
+					d.log.Warn("command refused", "topic", m.Topic, "payload", string(m.Payload), "error", err)
+				} else {
+					d.log.Info("command done", "topic", m.Topic, "payload", string(m.Payload))
+				}
+			}
+		}
+	}()
+	return cancel, nil
 }
 
 func (d *deviceRunner) status() DeviceStatus {

@@ -46,6 +46,12 @@ type Gateway struct {
 
 	// Ready, when set, is called once everything is up (systemd READY=1).
 	Ready func()
+
+	// LogLevel, when set, is the level the logger filters with; SIGHUP
+	// sets it from the reloaded file.
+	LogLevel *slog.LevelVar
+
+	ops ops // systemd notify and watchdog, liveness, HTTP, clock (ops.go)
 }
 
 // Build checks everything that can be checked without starting: each
@@ -144,6 +150,7 @@ func normVersion(v string) string {
 func (g *Gateway) Run(ctx context.Context) (err error) {
 	cfg := g.cfg
 	log := g.log
+	g.initOps()
 	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o750); err != nil {
 		return fmt.Errorf("gateway: data_dir: %w", err)
 	}
@@ -228,6 +235,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			BackoffMin:   u.BackoffMin.Duration,
 			BackoffMax:   u.BackoffMax.Duration,
 			Rules:        g.rules,
+			Dial:         beatDialer(g.ops.bridgeHeart),
 			Outbox:       ob,
 			QoS0:         ring,
 			Deliver: func(topic string, payload []byte, qos byte, retain bool) error {
@@ -252,6 +260,11 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	g.mu.Lock()
 	g.broker, g.bridge, g.outbox = bk, br, ob
 	g.mu.Unlock()
+	stopOps, err := g.startOps(ctx, bk)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -291,7 +304,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			d.supervise(dctx)
 		}()
 		if cmd, ok := d.dev.(devices.Commander); ok {
-			cancel, err := d.subscribeCommands(dctx, bk, cmd)
+			cancel, err := d.subscribeCommands(dctx, &dwg, bk, cmd)
 			if err != nil {
 				log.Warn("commands for this device are off", "device", d.name, "error", err)
 			} else {
@@ -306,6 +319,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	if g.Ready != nil {
 		g.Ready()
 	}
+	g.notifyReady()
 
 	<-ctx.Done()
 	log.Info("stopping")

@@ -100,20 +100,9 @@ func (r *received) waitFor(t testing.TB, timeout time.Duration, what string, con
 // subscribes filter at qos.
 func subscribe(t testing.TB, f certs.Files, addr, filter string, qos byte) *received {
 	t.Helper()
-	pool := x509.NewCertPool()
-	ca, err := os.ReadFile(f.CA.Cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool.AppendCertsFromPEM(ca)
-	p := clientPair(t, f, "sub")
-	cert, err := tls.LoadX509KeyPair(p.Cert, p.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := &received{ch: make(chan struct{}, 1)}
 	opts := paho.NewClientOptions().AddBroker("ssl://" + addr).SetClientID(fmt.Sprintf("sub-%d", time.Now().UnixNano())).
-		SetTLSConfig(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"}).
+		SetTLSConfig(clientTLS(t, f, "sub")).
 		SetAutoReconnect(true).SetOrderMatters(true).SetCleanSession(true)
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -241,3 +230,22 @@ var (
 	binPath string
 	binErr  error
 )
+
+type certsFiles = certs.Files
+
+// clientTLS is a TLS client configuration with the named client certificate.
+func clientTLS(t testing.TB, f certs.Files, name string) *tls.Config {
+	t.Helper()
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(f.CA.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(ca)
+	p := clientPair(t, f, name)
+	cert, err := tls.LoadX509KeyPair(p.Cert, p.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"}
+}
