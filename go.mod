@@ -11,6 +11,7 @@ require (
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/jonboulle/clockwork v0.5.0 // indirect
 	github.com/mochi-mqtt/server/v2 v2.7.9 // indirect
+	github.com/prometheus/common v0.62.0 // indirect
 	github.com/rs/xid v1.4.0 // indirect
 	github.com/simonvetter/modbus v1.6.3 // indirect
 	go.bug.st/serial v1.6.4 // indirect

@@ -18,7 +18,10 @@ const tsLayout = "2006-01-02T15:04:05.000Z07:00"
 //	 "values":{"temperature":21.5},"units":{"temperature":"°C"}}
 //
 // Keys come in this order every time, so payloads diff and compress well.
-func encodeReading(dst []byte, gw, device, typ string, seq uint64, ts time.Time, r devices.Reading) []byte {
+//
+// uncertain adds "ts_uncertain":true after "ts": the system clock was not
+// synchronised when the reading was stamped (see clock.go).
+func encodeReading(dst []byte, gw, device, typ string, seq uint64, ts time.Time, uncertain bool, r devices.Reading) []byte {
 	dst = append(dst, `{"gateway":`...)
 	dst = strconv.AppendQuote(dst, gw)
 	dst = append(dst, `,"device":`...)
@@ -30,6 +33,9 @@ func encodeReading(dst []byte, gw, device, typ string, seq uint64, ts time.Time,
 	dst = append(dst, `,"ts":"`...)
 	dst = ts.UTC().AppendFormat(dst, tsLayout)
 	dst = append(dst, '"')
+	if uncertain {
+		dst = append(dst, `,"ts_uncertain":true`...)
+	}
 	if r.UID != "" {
 		dst = append(dst, `,"uid":`...)
 		dst = appendJSON(dst, r.UID)

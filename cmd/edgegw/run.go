@@ -65,9 +65,15 @@ func checkConfigCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
+	return newLoggerVar(w, level, format, new(slog.LevelVar))
+}
+
+// newLoggerVar is newLogger filtering with lv, so SIGHUP can change the level.
+func newLoggerVar(w io.Writer, level, format string, lvar *slog.LevelVar) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: lv}
+	lvar.Set(lv)
+	opts := &slog.HandlerOptions{Level: lvar}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
@@ -96,7 +102,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "edgegw: not starting; fix the configuration (edgegw check-config -c "+*path+")")
 		return exitConfig
 	}
-	log := newLogger(stderr, cfg.Gateway.LogLevel, cfg.Gateway.LogFormat)
+	level := new(slog.LevelVar)
+	log := newLoggerVar(stderr, cfg.Gateway.LogLevel, cfg.Gateway.LogFormat, level)
 	slog.SetDefault(log)
 	gw, err := gateway.Build(cfg, log)
 	if err != nil {
@@ -104,6 +111,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "edgegw: not starting; fix the configuration (edgegw check-config -c "+*path+")")
 		return exitConfig
 	}
+	gw.LogLevel = level
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := gw.Run(ctx); err != nil {

@@ -1,0 +1,143 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// httpHandler serves the health and metrics endpoint ([gateway] http_listen):
+//
+//	/healthz  200 while every main loop responds, 503 naming the stuck ones
+//	/readyz   503 until the gateway is up, then 200; the body says the
+//	          upstream link state when an upstream is configured
+//	/metrics  Prometheus text format (metrics.go)
+//	/status   JSON snapshot for `edgegw status`
+func (g *Gateway) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if stale := g.ops.live.stale(); len(stale) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "stuck: %s\n", strings.Join(stale, ", "))
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		s := g.Status()
+		if !s.Ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "starting")
+			return
+		}
+		fmt.Fprintln(w, "ready")
+		if br := s.Bridge; br != nil {
+			if br.LinkUp {
+				fmt.Fprintf(w, "upstream: up %s\n", br.Endpoint)
+			} else {
+				fmt.Fprintf(w, "upstream: down (%s)\n", br.LastError)
+			}
+			fmt.Fprintf(w, "backlog: %d messages\n", br.Outbox.Messages)
+		}
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		_, _ = w.Write(g.writeMetrics())
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(g.statusDoc())
+	})
+	return mux
+}
+
+// StatusDoc is the JSON the /status endpoint serves and `edgegw status`
+// prints.
+type StatusDoc struct {
+	Gateway       string       `json:"gateway"`
+	Ready         bool         `json:"ready"`
+	UptimeSeconds float64      `json:"uptime_seconds"`
+	ClockSynced   bool         `json:"clock_synced"`
+	StuckLoops    []string     `json:"stuck_loops,omitempty"`
+	Devices       []DeviceDoc  `json:"devices"`
+	Broker        BrokerDoc    `json:"broker"`
+	Upstream      *UpstreamDoc `json:"upstream,omitempty"`
+	Certificates  []CertDoc    `json:"certificates,omitempty"`
+}
+
+// DeviceDoc is one device in StatusDoc.
+type DeviceDoc struct {
+	Name      string            `json:"name"`
+	Type      string            `json:"type"`
+	Up        bool              `json:"up"`
+	Readings  uint64            `json:"readings"`
+	Failures  uint64            `json:"failures"`
+	LastError string            `json:"last_error,omitempty"`
+	Counters  map[string]uint64 `json:"counters,omitempty"`
+}
+
+// BrokerDoc is the local broker in StatusDoc.
+type BrokerDoc struct {
+	Clients          int64 `json:"clients"`
+	MessagesReceived int64 `json:"messages_received"`
+	MessagesSent     int64 `json:"messages_sent"`
+}
+
+// UpstreamDoc is the bridge in StatusDoc.
+type UpstreamDoc struct {
+	LinkUp           bool              `json:"link_up"`
+	Endpoint         string            `json:"endpoint"`
+	LastError        string            `json:"last_error,omitempty"`
+	Connects         uint64            `json:"connects"`
+	ConnectFailures  uint64            `json:"connect_failures"`
+	Inflight         int               `json:"inflight"`
+	Acked            uint64            `json:"acked"`
+	BacklogMessages  uint64            `json:"backlog_messages"`
+	BacklogBytes     uint64            `json:"backlog_bytes"`
+	OldestAgeSeconds float64           `json:"oldest_age_seconds"`
+	Dropped          map[string]uint64 `json:"dropped,omitempty"`
+	QoS0Dropped      uint64            `json:"qos0_dropped"`
+}
+
+// CertDoc is one certificate's expiry in StatusDoc.
+type CertDoc struct {
+	Path     string `json:"path"`
+	Subject  string `json:"subject"`
+	DaysLeft int    `json:"days_left"`
+}
+
+func (g *Gateway) statusDoc() StatusDoc {
+	s := g.Status()
+	o := &g.ops
+	doc := StatusDoc{Gateway: g.cfg.Gateway.ID, Ready: s.Ready, UptimeSeconds: time.Since(o.started).Seconds()}
+	if o.live != nil {
+		doc.StuckLoops = o.live.stale()
+	}
+	if o.clock != nil {
+		o.clock.mu.Lock()
+		doc.ClockSynced = o.clock.synced
+		o.clock.mu.Unlock()
+	}
+	for _, d := range s.Devices {
+		doc.Devices = append(doc.Devices, DeviceDoc{Name: d.Name, Type: d.Type, Up: d.Up, Readings: d.Readings, Failures: d.Failures, LastError: d.LastError, Counters: d.Counters})
+	}
+	doc.Broker = BrokerDoc{Clients: s.Broker.Clients, MessagesReceived: s.Broker.MessagesReceived, MessagesSent: s.Broker.MessagesSent}
+	if br := s.Bridge; br != nil {
+		doc.Upstream = &UpstreamDoc{LinkUp: br.LinkUp, Endpoint: br.Endpoint, LastError: br.LastError, Connects: br.Connects,
+			ConnectFailures: br.ConnectFailures, Inflight: br.Inflight, Acked: br.Acked, BacklogMessages: br.Outbox.Messages,
+			BacklogBytes: br.Outbox.Bytes, OldestAgeSeconds: br.Outbox.OldestAge.Seconds(), Dropped: br.Outbox.Dropped, QoS0Dropped: br.QoS0Dropped}
+	}
+	if g.cfg.Upstream != nil && g.cfg.Upstream.TLS != nil {
+		certs, _ := o.certs.get(g.tlsOpts)
+		for _, c := range certs {
+			doc.Certificates = append(doc.Certificates, CertDoc{Path: c.Path, Subject: c.Subject, DaysLeft: c.DaysLeft})
+		}
+	}
+	return doc
+}
