@@ -370,9 +370,7 @@ func (d *Device) DeviceError(err error) error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		var out Errors
 		for _, e := range j.Unwrap() {
-			for _, p := range asErrors(d.DeviceError(e)) {
-				out = append(out, p)
-			}
+			out = append(out, asErrors(d.DeviceError(e))...)
 		}
 		sortErrors(out)
 		return out
