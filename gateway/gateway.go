@@ -113,6 +113,9 @@ func Build(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		for _, t := range u.Topics {
 			dir, _ := bridge.ParseDirection(t.Direction)
 			g.rules = append(g.rules, bridge.Rule{Pattern: t.Pattern, Direction: dir, QoS: byte(t.QoS), LocalPrefix: t.LocalPrefix, RemotePrefix: t.RemotePrefix})
+			if t.QoS == 2 && u.CleanSession {
+				log.Warn("a QoS 2 rule with clean_session = true cannot be exactly once across reconnects: the broker forgets which messages it has; set clean_session = false", "pattern", t.Pattern)
+			}
 		}
 		if u.TLS != nil {
 			g.tlsOpts = tlsOptions(u.TLS)
