@@ -132,6 +132,9 @@ const (
 	recentScanBytes = 16 << 20
 	// maxOutOfOrderAcks bounds the acks kept above the first unacked seq.
 	maxOutOfOrderAcks = 1 << 16
+	// ackInterval is the longest an ack waits to be written to the ack log
+	// when no appends are flowing.
+	ackInterval = 100 * time.Millisecond
 	// stateCompactBytes is the ack log size that triggers a compaction.
 	stateCompactBytes = 256 << 10
 )

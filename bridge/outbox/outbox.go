@@ -333,9 +333,11 @@ func broadcast(ch *chan struct{}) {
 }
 
 // Ack records that upstream confirmed seq (PUBACK, or PUBCOMP for QoS 2).
-// Acks may come in any order. They are written to the ack log by the next
-// committer pass and fsync'd lazily: after a power loss a lost ack only
-// causes a resend (or a PUBREL resend for QoS 2).
+// Acks may come in any order. They take effect for Next at once; they are
+// written to the ack log by the next committer pass (at most ackInterval
+// later) and fsync'd lazily: after a power loss a lost ack only causes a
+// resend (or a PUBREL resend for QoS 2). Fully acknowledged segments are
+// deleted by that pass.
 func (o *Outbox) Ack(seq uint64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -355,7 +357,8 @@ func (o *Outbox) Ack(seq uint64) error {
 	o.ackLocked(seq, seq+1)
 	o.pendAcks.add(seq, seq+1)
 	o.st.acked++
-	o.wake()
+	// No wake: acks ride on the next pass, or the committer's ack tick,
+	// so a stream of acks costs one small write per pass, not one each.
 	return nil
 }
 
