@@ -90,15 +90,6 @@ type recordReader struct {
 	hdr [recHeaderSize]byte
 }
 
-// next reads and decodes one record; the Message owns its bytes.
-func (rr *recordReader) next() (Message, error) {
-	body, err := rr.nextBody()
-	if err != nil {
-		return Message{}, err
-	}
-	return decodeBody(body)
-}
-
 // nextBody reads one record and returns its checked body, valid until the
 // next call. It returns io.EOF at a clean end, errCorrupt (wrapped) for a
 // torn or damaged record, or an I/O error.

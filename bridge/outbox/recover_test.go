@@ -196,3 +196,54 @@ func TestTornAckLog(t *testing.T) {
 		o.Close()
 	}
 }
+
+// TestCorruptSealedSegmentSkipped flips a byte in the middle of a sealed
+// (not last) segment: Open does not read it, and Next skips the unreadable
+// rest of that segment, counting and logging it, then goes on.
+func TestCorruptSealedSegmentSkipped(t *testing.T) {
+	dir := t.TempDir()
+	o := openT(t, Options{Dir: dir, SegmentBytes: 4096})
+	appendN(t, o, 0, 200)
+	o.Close()
+	segs := segFiles(t, dir)
+	victim := filepath.Join(dir, segName(segs[1]))
+	b, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(victim, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var lb logBuf
+	o = openT(t, Options{Dir: dir, SegmentBytes: 4096, Logger: lb.logger()})
+	var got []uint64
+	for o.Stats().Messages > 0 {
+		m := nextT(t, o)
+		if !bytes.Equal(m.Payload, payloadFor(int(m.Seq-1))) {
+			t.Fatalf("seq %d: wrong payload", m.Seq)
+		}
+		got = append(got, m.Seq)
+		o.Ack(m.Seq)
+	}
+	st := o.Stats()
+	lost := st.Dropped["corrupt"]
+	if lost == 0 || lost >= segs[2]-segs[1] || uint64(len(got))+lost != 200 {
+		t.Fatalf("delivered %d, corrupt %d (segment %d holds %d)", len(got), lost, segs[1], segs[2]-segs[1])
+	}
+	// What was delivered is everything except a contiguous run ending at
+	// the end of the damaged segment.
+	firstLost := segs[2] - lost
+	for i, s := range got {
+		want := uint64(i + 1)
+		if want >= firstLost {
+			want += lost
+		}
+		if s != want {
+			t.Fatalf("delivered %d at %d, want %d", s, i, want)
+		}
+	}
+	if !strings.Contains(lb.String(), "level=ERROR") || !strings.Contains(lb.String(), filepath.Base(victim)) {
+		t.Fatalf("corruption not logged with the file:\n%s", lb.String())
+	}
+}
