@@ -15,7 +15,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
 DEB_PKGS    := mosquitto mosquitto-clients openssl socat qemu-user-static lintian systemd file
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build cross test test-short lint deps demo bench fuzz clean
+.PHONY: all build cross deb test test-short lint deps demo bench fuzz clean
 
 all: build
 
@@ -28,6 +28,11 @@ cross:
 	GOOS=linux GOARCH=arm64 $(GOBUILD) -o bin/edgegw-linux-arm64 ./cmd/edgegw
 	GOOS=linux GOARCH=amd64 $(GOBUILD) -o bin/edgegw-linux-amd64 ./cmd/edgegw
 	@bash scripts/check-cross.sh
+
+# deb builds dist/edgegw_<version>_{armhf,arm64,amd64}.deb with nfpm (pinned,
+# run with go run); armhf carries the ARMv6 build (Pi Zero W).
+deb: cross
+	@bash scripts/deb.sh $(VERSION)
 
 # deps installs the Debian packages the tests need (as root), or prints the
 # exact command to run.
