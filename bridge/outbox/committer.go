@@ -280,6 +280,9 @@ func (o *Outbox) writeState(b *batch) error {
 			buf = appendStateRec(buf, stRelease, r.seq, 0)
 		}
 	}
+	if len(buf) == 0 {
+		return nil
+	}
 	if _, err := o.stateF.Write(buf); err != nil {
 		return fmt.Errorf("write ack log: %w", err)
 	}
@@ -294,13 +297,16 @@ func (o *Outbox) writeState(b *batch) error {
 // Release marks are always fsync'd, together with the segment holding
 // their message.
 func (o *Outbox) syncFor(b *batch) error {
-	needData := o.dirty && (o.opts.Fsync != FsyncInterval || len(b.rels) > 0)
-	if needData {
+	marks := false // real release marks, not barriers
+	for _, r := range b.rels {
+		marks = marks || r.seq != 0
+	}
+	if o.dirty && (o.opts.Fsync != FsyncInterval || marks) {
 		if err := o.syncActive(); err != nil {
 			return err
 		}
 	}
-	if len(b.rels) > 0 {
+	if marks {
 		if err := o.stateF.Sync(); err != nil {
 			return fmt.Errorf("fsync ack log: %w", err)
 		}

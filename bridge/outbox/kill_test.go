@@ -242,6 +242,12 @@ func TestKill9AppendFsyncAlways(t *testing.T) {
 	testKill9(t, "append", "always", killRounds/4, 500*time.Millisecond)
 }
 
+// FsyncInterval reports messages after the write, before the fsync: they
+// must still survive kill -9 of the process (not a power loss).
+func TestKill9AppendFsyncInterval(t *testing.T) {
+	testKill9(t, "append", "interval", killRounds/4, 120*time.Millisecond)
+}
+
 func TestKill9MarkReleased(t *testing.T) {
 	testKill9(t, "release", "batch", killRounds, 120*time.Millisecond)
 }
