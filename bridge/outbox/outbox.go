@@ -209,7 +209,9 @@ func (o *Outbox) closeFiles() {
 // Under Block it waits until space frees or ctx ends. It returns an error
 // only when the message was not queued at all (then done is not called):
 // ErrClosed, an invalid message, an earlier I/O error, or ErrFull wrapping
-// ctx.Err() when a Block wait ends.
+// ctx.Err() when a Block wait ends. done runs on the committer goroutine:
+// it must be quick and must not block (never call Append or Close in it;
+// AppendAsync, Ack and MarkReleased are fine).
 func (o *Outbox) AppendAsync(ctx context.Context, m Message, done func(seq uint64, err error)) error {
 	if m.QoS != 1 && m.QoS != 2 {
 		return fmt.Errorf("outbox: append: qos %d: only QoS 1 and 2 are stored (QoS 0 goes to the Ring)", m.QoS)
@@ -446,8 +448,11 @@ func (o *Outbox) flush() error {
 
 // RecentOrigin reports whether a QoS 2 message from this local client and
 // packet id was appended recently (the last 65536 QoS 2 appends, rebuilt on
-// Open from the last 16 MiB of the log), and its seq. A hit is counted in
-// Stats.DuplicatesAvoided: call it when a hit means the message is dropped.
+// Open from the last 16 MiB of the log), and its seq. Packet ids are
+// reused by clients, so ask only for a PUBLISH with its DUP flag set (a
+// resend); a hit then means the original is stored and the resend must be
+// dropped (acknowledge it locally). A hit is counted in
+// Stats.DuplicatesAvoided.
 func (o *Outbox) RecentOrigin(origin string, pid uint16) (seq uint64, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
