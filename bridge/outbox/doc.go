@@ -54,7 +54,7 @@
 // its first seq, count, size and first time; a read cursor and one open
 // file with a 256 KiB buffer; acknowledged seqs above the first unacked
 // one as ranges (bounded); the QoS 2 release marks in flight; the
-// RecentOrigin window (65536 QoS 2 entries); and at most 1 MiB of queued
+// RecentOrigin window (16384 QoS 2 entries, about 1 MiB); and at most 1 MiB of queued
 // appends (AppendAsync waits beyond it). Measured: heap in use 0.52 MiB
 // empty, 0.52 MiB after appending 1,000,000 messages, 0.52 MiB after
 // reopening them.

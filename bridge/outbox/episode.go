@@ -30,9 +30,19 @@ func (e *episode) end(log *slog.Logger) {
 	e.active, e.n = false, 0
 }
 
-type originKey struct {
-	origin string
-	pid    uint16
+// originKey is a 64-bit FNV-1a hash of a local client id and packet id:
+// 16 bytes per remembered append instead of a copy of the client id (a
+// false match needs a 64-bit collision within the window).
+type originKey uint64
+
+func makeOriginKey(origin string, pid uint16) originKey {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(origin); i++ {
+		h = (h ^ uint64(origin[i])) * 1099511628211
+	}
+	h = (h ^ uint64(pid&0xff)) * 1099511628211
+	h = (h ^ uint64(pid>>8)) * 1099511628211
+	return originKey(h)
 }
 
 // recentIndex remembers the seq of the last recentWindow QoS 2 appends by

@@ -125,8 +125,10 @@ const (
 	maxPendingBytes = 1 << 20
 	// maxRecordBody bounds one record; a longer length field is corruption.
 	maxRecordBody = 64 << 20
-	// recentWindow is how many QoS 2 origins RecentOrigin remembers.
-	recentWindow = 1 << 16
+	// recentWindow is how many QoS 2 origins RecentOrigin remembers (about
+	// 1 MiB). A local publisher resends after a gateway crash only the QoS 2
+	// messages it has in flight, far fewer than this.
+	recentWindow = 1 << 14
 	// recentScanBytes bounds how much of the log tail Open reads to rebuild
 	// the RecentOrigin window.
 	recentScanBytes = 16 << 20

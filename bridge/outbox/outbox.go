@@ -279,7 +279,7 @@ func (o *Outbox) AppendAsync(ctx context.Context, m Message, done func(seq uint6
 	o.qbuf = appendRecord(o.qbuf, &m)
 	o.qents = append(o.qents, entry{seq: m.Seq, start: start, end: len(o.qbuf), t: m.Time, done: done})
 	if m.QoS == 2 && m.Origin != "" {
-		o.recent.add(originKey{m.Origin, m.OriginPID}, m.Seq)
+		o.recent.add(makeOriginKey(m.Origin, m.OriginPID), m.Seq)
 	}
 	o.st.appended++
 	o.st.payloadBytes += uint64(len(m.Payload))
@@ -447,7 +447,7 @@ func (o *Outbox) flush() error {
 }
 
 // RecentOrigin reports whether a QoS 2 message from this local client and
-// packet id was appended recently (the last 65536 QoS 2 appends, rebuilt on
+// packet id was appended recently (the last 16384 QoS 2 appends, rebuilt on
 // Open from the last 16 MiB of the log), and its seq. Packet ids are
 // reused by clients, so ask only for a PUBLISH with its DUP flag set (a
 // resend); a hit then means the original is stored and the resend must be
@@ -456,7 +456,7 @@ func (o *Outbox) flush() error {
 func (o *Outbox) RecentOrigin(origin string, pid uint16) (seq uint64, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	seq, ok = o.recent.get(originKey{origin, pid})
+	seq, ok = o.recent.get(makeOriginKey(origin, pid))
 	if ok {
 		o.st.dupAvoided++
 	}

@@ -58,7 +58,7 @@ func (o *Outbox) recover() error {
 		if ol == 0 {
 			return
 		}
-		o.recent.add(originKey{string(body[bodyFixedSize+tl : bodyFixedSize+tl+ol]), binary.LittleEndian.Uint16(body[18:])}, binary.LittleEndian.Uint64(body[0:]))
+		o.recent.add(makeOriginKey(string(body[bodyFixedSize+tl:bodyFixedSize+tl+ol]), binary.LittleEndian.Uint16(body[18:])), binary.LittleEndian.Uint64(body[0:]))
 	}
 	for i := 0; i < len(firsts)-1; i++ {
 		path := o.segPath(firsts[i])
