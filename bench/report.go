@@ -116,7 +116,7 @@ var mainRows = []row{
 	{"3 crash", "delivered of %C after kill -9 + restart", "crash.delivered", "int", false},
 	{"3 crash", "lost", "crash.lost", "int", false},
 	{"3 crash", "duplicated", "crash.dup", "int", false},
-	{"4 QoS 2", "lost (of %Q, 5 link cuts)", "qos2.lost", "int", false},
+	{"4 QoS 2", "lost (of %Q, 5 link cuts, publisher window 20)", "qos2.lost", "int", false},
 	{"4 QoS 2", "duplicated", "qos2.dup", "int", false},
 	{"4 QoS 2", "out of order", "qos2.ooo", "int", false},
 	{"4 QoS 2", "link cuts made", "qos2.cuts", "int", false},
