@@ -273,7 +273,7 @@ func (s *Subscriber) Close() { s.c.Disconnect(50) }
 // Count is what arrived so far.
 type Count struct {
 	Unique, Total, Duplicates, OutOfOrder, Bad, Warm int
-	First, Last                                time.Time
+	First, Last                                      time.Time
 }
 
 // Count returns the counters.
