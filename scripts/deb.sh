@@ -3,10 +3,14 @@
 # binaries `make cross` made. nfpm runs with `go run` at a pinned version, so
 # it is not a dependency of edgegw itself.
 #   usage: scripts/deb.sh VERSION [ARCH...]   (default: armhf arm64 amd64)
+#   BINDIR (default bin) holds edgegw-linux-{armv6,arm64,amd64}; DIST
+#   (default dist) receives the packages.
 # armhf carries the ARMv6 build, so the package runs on a Pi Zero W / Pi 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NFPM=${NFPM:-github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.41.1}
+BINDIR=${BINDIR:-bin}
+DIST=${DIST:-dist}
 raw=${1:?usage: scripts/deb.sh VERSION [ARCH...]}
 shift
 archs=("$@")
@@ -40,7 +44,7 @@ cp deploy/debian/copyright "$docdir/copyright"
 
 gzip -9n <deploy/debian/edgegw.1 >"$docdir/edgegw.1.gz"
 
-mkdir -p dist
+mkdir -p "$DIST"
 for arch in "${archs[@]}"; do
   case $arch in
   armhf) bin=armv6 ;;
@@ -48,10 +52,10 @@ for arch in "${archs[@]}"; do
   amd64) bin=amd64 ;;
   *) echo "deb.sh: unknown arch $arch (armhf, arm64, amd64)" >&2; exit 2 ;;
   esac
-  [ -x "bin/edgegw-linux-$bin" ] || { echo "deb.sh: bin/edgegw-linux-$bin is missing: run make cross" >&2; exit 1; }
-  out="dist/edgegw_${VERSION}_${arch}.deb"
+  [ -x "$BINDIR/edgegw-linux-$bin" ] || { echo "deb.sh: $BINDIR/edgegw-linux-$bin is missing: run make cross" >&2; exit 1; }
+  out="$DIST/edgegw_${VERSION}_${arch}.deb"
   rm -f "$out"
-  ARCH=$arch BIN=$bin VERSION=$VERSION DOCDIR=$docdir \
+  ARCH=$arch BIN=$BINDIR/edgegw-linux-$bin VERSION=$VERSION DOCDIR=$docdir \
     go run "$NFPM" package --config deploy/nfpm.yaml --packager deb --target "$out" >/dev/null
   echo "$out"
 done
