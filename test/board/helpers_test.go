@@ -236,7 +236,7 @@ func subscribe(t testing.TB, f certs.Files, addr, filter string) *received {
 		t.Fatal(err)
 	}
 	r := &received{}
-	opts := paho.NewClientOptions().AddBroker("ssl://"+addr).SetClientID(fmt.Sprintf("sub-%d", time.Now().UnixNano())).
+	opts := paho.NewClientOptions().AddBroker("ssl://" + addr).SetClientID(fmt.Sprintf("sub-%d", time.Now().UnixNano())).
 		SetTLSConfig(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"}).
 		SetAutoReconnect(true).SetCleanSession(true).SetConnectRetry(true)
 	c := paho.NewClient(opts)
