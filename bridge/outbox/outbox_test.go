@@ -37,6 +37,14 @@ func TestRoundTripOrderAndReopen(t *testing.T) {
 		expectNoNext(t, o)
 	}
 	check(o)
+	st := o.Stats()
+	var payload uint64
+	for _, m := range want {
+		payload += uint64(len(m.Payload))
+	}
+	if st.Appended != uint64(len(want)) || st.PayloadBytes != payload || st.BytesWritten <= payload || st.Fsyncs == 0 || st.Messages != uint64(len(want)) {
+		t.Fatalf("stats %+v", st)
+	}
 	if err := o.Close(); err != nil {
 		t.Fatal(err)
 	}
