@@ -52,11 +52,15 @@ type Broker struct {
 	Listen string `toml:"listen"`
 	// External, when set ("mqtt://127.0.0.1:1883"), uses an existing broker
 	// (Mosquitto on the board) instead of the embedded one.
-	External       string     `toml:"external"`
-	PasswordFile   string     `toml:"password_file"`
-	ACLFile        string     `toml:"acl_file"`
-	AllowAnonymous *bool      `toml:"allow_anonymous"`
-	TLS            *BrokerTLS `toml:"tls"`
+	External string `toml:"external"`
+	// ExternalUsername and ExternalPasswordFile log the gateway in to the
+	// external broker (the file holds the password).
+	ExternalUsername     string     `toml:"external_username"`
+	ExternalPasswordFile string     `toml:"external_password_file"`
+	PasswordFile         string     `toml:"password_file"`
+	ACLFile              string     `toml:"acl_file"`
+	AllowAnonymous       *bool      `toml:"allow_anonymous"`
+	TLS                  *BrokerTLS `toml:"tls"`
 }
 
 // BrokerTLS is [broker.tls]: an optional TLS listener on the local broker.
@@ -402,6 +406,25 @@ func validHostPort(s string) bool {
 	_ = h
 	n, err := strconv.Atoi(p)
 	return err == nil && n >= 0 && n <= 65535
+}
+
+// ExternalAddress returns the host:port of [broker] external: a URL
+// ("mqtt://127.0.0.1:1883") or a bare host:port, plain TCP either way.
+func ExternalAddress(a string) (hostport string, err error) {
+	if !strings.Contains(a, "://") {
+		if !validHostPort(a) {
+			return "", fmt.Errorf("%q is not host:port or a URL like mqtt://127.0.0.1:1883", a)
+		}
+		return a, nil
+	}
+	useTLS, hp, err := ParseAddress(a)
+	if err != nil {
+		return "", err
+	}
+	if useTLS {
+		return "", fmt.Errorf("%q: TLS to the local broker is not supported; use its plain loopback listener, e.g. \"mqtt://127.0.0.1:1883\"", a)
+	}
+	return hp, nil
 }
 
 // ParseAddress splits an upstream address ("mqtts://host:8883", "mqtt://host",

@@ -65,6 +65,16 @@ func TestGoodConfig(t *testing.T) {
 	if c.Upstream == nil || c.Upstream.Keepalive.Duration == 0 || c.Upstream.Topics[0].RemotePrefix != "sites/s1/gw-01/" {
 		t.Fatalf("upstream: %+v", c.Upstream)
 	}
+	for _, a := range []string{"mqtt://127.0.0.1:1883", "127.0.0.1:1883", "tcp://localhost"} {
+		src := withFiles(t, strings.Replace(good, "[buffer]", "[broker]\nexternal = \""+a+"\"\nexternal_username = \"gw\"\n[buffer]", 1))
+		c, err := Parse("gw.toml", src)
+		if err != nil {
+			t.Fatalf("external = %q refused: %v", a, err)
+		}
+		if hp, err := ExternalAddress(c.Broker.External); err != nil || hp == "" || c.Broker.ExternalUsername != "gw" {
+			t.Fatalf("external = %q decoded as %q, %v, user %q", a, hp, err, c.Broker.ExternalUsername)
+		}
+	}
 	var drv struct {
 		Port string `toml:"port"`
 	}
@@ -117,6 +127,12 @@ func TestBadConfigs(t *testing.T) {
 			[]string{`gw.toml:4: gateway.data_dir: wants a string, not the number 5`, `gw.toml:5: gateway.log_level: "loud" is not allowed`}},
 		{"bad duration", `[buffer]`, "[buffer]\nmax_age = \"3 days\"",
 			[]string{`gw.toml:19: buffer.max_age: "3 days" is not a duration`}},
+		{"external broker over TLS", `[buffer]`, "[broker]\nexternal = \"mqtts://127.0.0.1:8883\"\n[buffer]",
+			[]string{`gw.toml:19: broker.external: "mqtts://127.0.0.1:8883": TLS to the local broker is not supported`}},
+		{"external password file missing", `[buffer]`, "[broker]\nexternal = \"mqtt://127.0.0.1:1883\"\nexternal_password_file = \"/nonexistent/pw\"\n[buffer]",
+			[]string{`gw.toml:20: broker.external_password_file: "/nonexistent/pw": no such file or directory`}},
+		{"external login without external", `[buffer]`, "[broker]\nexternal_username = \"gw\"\n[buffer]",
+			[]string{`broker.external: is required with external_username`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,10 +33,13 @@ func (c *Config) validate(report func(path, msg string)) {
 		report("broker.listen", fmt.Sprintf("%q is not host:port (e.g. \"127.0.0.1:1883\")", b.Listen))
 	}
 	if b.External != "" {
-		if _, _, err := ParseAddress(b.External); err != nil {
+		if _, err := ExternalAddress(b.External); err != nil {
 			report("broker.external", err.Error())
 		}
+	} else if b.ExternalUsername != "" || b.ExternalPasswordFile != "" {
+		report("broker.external", "is required with external_username or external_password_file (they log in to an external broker)")
 	}
+	fileExists(report, "broker.external_password_file", b.ExternalPasswordFile)
 	fileExists(report, "broker.password_file", b.PasswordFile)
 	fileExists(report, "broker.acl_file", b.ACLFile)
 	if b.TLS != nil {
