@@ -63,35 +63,39 @@
 //
 // The issue prefers a well-kept library where it fits. We measured
 // github.com/tidwall/wal v1.1.8 and go.etcd.io/bbolt v1.4.0 against this
-// log in a scratch module on this machine (2 vCPU, ext4 on virtio; disk
-// bytes from /proc/self/io write_bytes, i.e. what reaches the block device;
-// 100-byte payloads, the same 137-byte record for all three):
+// log in a scratch module on this machine (2 shared vCPU, ext4 on virtio;
+// disk bytes from /proc/self/io write_bytes, i.e. what reaches the block
+// device; 100-byte payloads, the same 137-byte record for all three; each
+// cycle appends a batch durably, reads it back and releases it). Disk bytes
+// were the same on every run; msg/s varied about 2x with the machine's load
+// (two runs given):
 //
-//	                                     outbox        tidwall/wal     bbolt
-//	append+read+release, 10/fsync        41k msg/s     10k msg/s      27k msg/s
-//	  disk bytes per payload byte        5.6           8.2            61
-//	append+read+release, 1000/fsync      366k msg/s    848k msg/s     201k msg/s
-//	  disk bytes per payload byte        1.53          1.43           4.0
-//	drain 200k backlog, window of 100    701k msg/s    7k msg/s       -
-//	  disk bytes per payload byte        0.0006        392            -
+//	                                     outbox        tidwall/wal    bbolt
+//	10 msgs per fsync          msg/s     41k-62k       10k-13k        13k-27k
+//	                  disk B/payload B   5.6           8.2            61
+//	1000 msgs per fsync        msg/s     300k-370k     600k-850k      200k-330k
+//	                  disk B/payload B   1.52          1.43           4.0
+//	drain a 200k backlog,      msg/s     630k-700k     7k-8k          -
+//	  release every 100 disk B/payload B 0.0002        392            -
 //
-// tidwall/wal is quick when batches are large and nothing is released, but
+// tidwall/wal appends big batches faster (no checksum, no callbacks), but
 // releasing acknowledged entries (TruncateFront) rewrites the rest of the
 // first segment each time: draining a backlog wrote 392 bytes to the SD
-// card per payload byte. It also has no record checksums (a flipped byte
-// goes unnoticed), its Open fails with ErrCorrupt on a torn last record
-// (we must start regardless), it keeps whole segments in memory, and it
-// has no place for out-of-order acks or QoS 2 release marks, so we would
-// keep our own ack log beside it anyway. bbolt is a copy-on-write B+tree:
-// every commit rewrites pages and its meta page (61 disk bytes per payload
-// byte at 10 messages per fsync), with deletes just as costly. A segmented
-// append-only log with whole-segment deletion writes each message once,
-// sequentially, and frees space without rewriting: that is the job here.
+// card per payload byte, at 8k msg/s. It also has no record checksums (a
+// flipped byte goes unnoticed), its Open fails with ErrCorrupt on a torn
+// last record (we must start regardless), it keeps whole segments in
+// memory, and it has no place for out-of-order acks or QoS 2 release marks,
+// so we would keep our own ack log beside it anyway. bbolt is a
+// copy-on-write B+tree: every commit rewrites pages and its meta page (61
+// disk bytes per payload byte at 10 messages per fsync, the common case at
+// moderate rates), deletes just as costly. A segmented append-only log with
+// whole-segment deletion writes each message once, sequentially, and frees
+// space without rewriting: that is this job.
 //
-// Figures from `go test -run x -bench . ./bridge/outbox/` (this package):
-// FsyncBatch appends of 100-byte payloads from one producer about 2M
-// msg/s; 64 publishers each waiting for durability (Append) about 150k
-// msg/s; Next+Ack read-back about 440k msg/s; FsyncAlways about 7.6k
-// msg/s (one fsync each); 1.45 bytes written per payload byte (record
-// header, seq, time and topic).
+// Figures from `go test -run x -bench . ./bridge/outbox/` (this package,
+// same machine, ranges over runs under varying load): FsyncBatch appends of
+// 100-byte payloads from one producer 0.5M-2.2M msg/s; 64 publishers each
+// waiting for durability (Append) 32k-150k msg/s; Next+Ack read-back
+// 230k-590k msg/s; FsyncAlways 0.7k-7.6k msg/s (one fsync each); 1.45
+// bytes written per payload byte (record header, seq, time, topic).
 package outbox
