@@ -64,12 +64,9 @@ func checkConfigCmd(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	return newLoggerVar(w, level, format, new(slog.LevelVar))
-}
-
-// newLoggerVar is newLogger filtering with lv, so SIGHUP can change the level.
-func newLoggerVar(w io.Writer, level, format string, lvar *slog.LevelVar) *slog.Logger {
+// newLogger makes the logger; it filters with lvar, set here from level, so
+// SIGHUP can change the level later.
+func newLogger(w io.Writer, level, format string, lvar *slog.LevelVar) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))
 	lvar.Set(lv)
@@ -103,7 +100,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	level := new(slog.LevelVar)
-	log := newLoggerVar(stderr, cfg.Gateway.LogLevel, cfg.Gateway.LogFormat, level)
+	log := newLogger(stderr, cfg.Gateway.LogLevel, cfg.Gateway.LogFormat, level)
 	slog.SetDefault(log)
 	gw, err := gateway.Build(cfg, log)
 	if err != nil {
