@@ -132,6 +132,8 @@ type Outbox struct {
 
 	rmu sync.Mutex
 	rd  segReader
+
+	testOnWait func() // tests: called (under mu) when Next is about to wait
 }
 
 // Open opens (or creates) the outbox in opts.Dir, recovers a torn tail of

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestRoundTripOrderAndReopen(t *testing.T) {
@@ -163,5 +164,47 @@ func TestSegmentsDeletedWhenAcked(t *testing.T) {
 	expectNoNext(t, o)
 	if seq, err := o.Append(context.Background(), msgFor(1)); err != nil || seq != 301 {
 		t.Fatalf("append after all acked: seq %d, %v; want 301", seq, err)
+	}
+}
+
+// TestRewindWakesWaitingNext: a Next blocked at the end of the log returns
+// the first unacknowledged message as soon as Rewind is called.
+func TestRewindWakesWaitingNext(t *testing.T) {
+	o := openT(t, Options{Dir: t.TempDir()})
+	appendN(t, o, 0, 3)
+	for i := 1; i <= 3; i++ {
+		nextT(t, o)
+	}
+	o.Ack(1)
+	waiting := make(chan struct{}, 1)
+	o.mu.Lock()
+	o.testOnWait = func() {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+	}
+	o.mu.Unlock()
+	got := make(chan uint64, 1)
+	go func() {
+		m, err := o.Next(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		got <- m.Seq
+	}()
+	select {
+	case <-waiting:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Next did not wait at the end of the log")
+	}
+	o.Rewind()
+	select {
+	case s := <-got:
+		if s != 2 {
+			t.Fatalf("after Rewind got %d, want 2", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiting Next did not see the Rewind")
 	}
 }

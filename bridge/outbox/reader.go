@@ -111,6 +111,9 @@ func (o *Outbox) Next(ctx context.Context) (Message, error) {
 		}
 		if o.cursor >= o.durableNext {
 			ch := o.dataCh
+			if o.testOnWait != nil {
+				o.testOnWait()
+			}
 			o.mu.Unlock()
 			select {
 			case <-ch:
@@ -213,5 +216,6 @@ func (o *Outbox) Rewind() {
 	o.mu.Lock()
 	o.cursor = o.floor
 	o.rgen++
+	broadcast(&o.dataCh) // a Next waiting at the end sees the rewound cursor
 	o.mu.Unlock()
 }
