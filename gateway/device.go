@@ -23,7 +23,7 @@ type deviceRunner struct {
 
 	gwID string
 	seqs *seqStore
-	bk   *broker.Broker
+	bk   localBroker
 
 	readings atomic.Uint64
 	failures atomic.Uint64
@@ -133,7 +133,7 @@ const commandQueue = 16
 // Commands run one at a time, in order, on a goroutine of their own: the
 // subscription callback runs on the publisher's goroutine (for commands from
 // upstream, the bridge's reader), which must never wait for a relay.
-func (d *deviceRunner) subscribeCommands(ctx context.Context, wg *sync.WaitGroup, bk *broker.Broker, cmd devices.Commander) (func(), error) {
+func (d *deviceRunner) subscribeCommands(ctx context.Context, wg *sync.WaitGroup, bk localBroker, cmd devices.Commander) (func(), error) {
 	filter := d.topic + "/set"
 	q := make(chan broker.Message, commandQueue)
 	cancel, err := bk.Subscribe(filter, func(m broker.Message) {

@@ -38,7 +38,7 @@ type Gateway struct {
 
 	// set while running
 	mu     sync.Mutex
-	broker *broker.Broker
+	broker localBroker // embedded or external (localbroker.go)
 	bridge *bridge.Bridge
 	outbox *outbox.Outbox
 	ready  bool
@@ -197,11 +197,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		ring = outbox.NewRing(int(cfg.Buffer.QoS0MaxBytes.Bytes))
 	}
 
-	bopts, err := g.brokerOptions()
-	if err != nil {
-		return err
-	}
-	bk, err := broker.New(bopts)
+	bk, err := g.newLocalBroker()
 	if err != nil {
 		return err
 	}

@@ -4,9 +4,80 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/edgegw/edgegw/bridge"
 	"github.com/edgegw/edgegw/broker"
+	"github.com/edgegw/edgegw/broker/extbroker"
+	"github.com/edgegw/edgegw/gateway/config"
 	"github.com/edgegw/edgegw/internal/tlsx"
 )
+
+// localBroker is what the gateway uses of its local broker: the embedded
+// one, or a client of an external one ([broker] external).
+type localBroker interface {
+	Publish(m broker.Message) error
+	Deliver(m broker.Message) error
+	Subscribe(filter string, fn func(broker.Message)) (cancel func(), err error)
+	SetInterceptor(i broker.Interceptor)
+	Start() error
+	Close() error
+	Stats() broker.Stats
+	Addr(id string) net.Addr
+}
+
+var (
+	_ localBroker = (*broker.Broker)(nil)
+	_ localBroker = (*extbroker.Broker)(nil)
+)
+
+// newLocalBroker makes the embedded broker, or the client of the external
+// one when [broker] external is set.
+func (g *Gateway) newLocalBroker() (localBroker, error) {
+	b := g.cfg.Broker
+	if b.External == "" {
+		o, err := g.brokerOptions()
+		if err != nil {
+			return nil, err
+		}
+		bk, err := broker.New(o)
+		if err != nil {
+			return nil, err
+		}
+		return bk, nil
+	}
+	addr, err := config.ExternalAddress(b.External)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: broker.external: %w", err)
+	}
+	var password []byte
+	if b.ExternalPasswordFile != "" {
+		if password, err = tlsx.ReadPassword(b.ExternalPasswordFile); err != nil {
+			return nil, fmt.Errorf("gateway: broker.external_password_file: %w", err)
+		}
+	}
+	if b.TLS != nil || b.PasswordFile != "" || b.ACLFile != "" {
+		g.log.Warn("[broker] external is set: the embedded broker's tls, password_file and acl_file are not used; configure them on the external broker")
+	}
+	var filters []string
+	for _, r := range g.rules {
+		if r.Direction&bridge.Out != 0 {
+			filters = append(filters, r.LocalPrefix+r.Pattern)
+		}
+	}
+	var attempt func()
+	if h := g.ops.brokerHeart; h != nil {
+		attempt = h.Beat // alive while it keeps trying: an absent broker is not a wedged gateway
+	}
+	bk, err := extbroker.New(extbroker.Options{
+		Addr: addr, ClientID: "edgegw-" + g.cfg.Gateway.ID + "-local",
+		Username: b.ExternalUsername, Password: password,
+		Filters: filters, Attempt: attempt,
+		Logger: g.log.With("component", "broker"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	return bk, nil
+}
 
 // brokerOptions turns [broker] into broker options. Anonymous access is
 // allowed by default only when every listener is on loopback; a listener

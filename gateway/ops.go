@@ -107,7 +107,7 @@ func (g *Gateway) outboxBlocking() bool {
 
 // startOps starts the ops loops once the broker is up. stop ends them and
 // waits.
-func (g *Gateway) startOps(ctx context.Context, bk *broker.Broker) (stop func(), err error) {
+func (g *Gateway) startOps(ctx context.Context, bk localBroker) (stop func(), err error) {
 	o := &g.ops
 	log := g.log.With("component", "ops")
 	n, err := NewNotifier(o.set.getenv)
@@ -179,7 +179,7 @@ func (g *Gateway) HTTPAddr() string {
 
 // probeLoop sends a message through the broker every probeEvery; its
 // subscriber beats the broker's heart.
-func (g *Gateway) probeLoop(ctx context.Context, bk *broker.Broker) {
+func (g *Gateway) probeLoop(ctx context.Context, bk localBroker) {
 	t := time.NewTicker(g.ops.set.probeEvery)
 	defer t.Stop()
 	for {

@@ -66,6 +66,7 @@ func (b *Broker) onAttempt(_ *url.URL, tc *tls.Config) *tls.Config {
 
 func (b *Broker) onLost(_ paho.Client, err error) {
 	b.connected.Store(false)
+	b.ready.Store(false)
 	b.mu.Lock()
 	clear(b.granted)
 	b.mu.Unlock()
@@ -90,6 +91,7 @@ func (b *Broker) onConnect(c paho.Client) {
 	}
 	filters := b.filters()
 	if len(filters) == 0 {
+		b.ready.Store(true)
 		return
 	}
 	want := make(map[string]byte, len(filters))
@@ -106,6 +108,9 @@ func (b *Broker) onConnect(c paho.Client) {
 		return
 	}
 	b.checkGranted(tok)
+	// From now on what we publish comes back to us (refused filters are
+	// logged above; their messages would not come back either way).
+	b.ready.Store(b.cli.IsConnectionOpen())
 }
 
 // checkGranted notes the filters the broker granted and logs every one it

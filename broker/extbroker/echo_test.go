@@ -18,8 +18,10 @@ func TestEchoes(t *testing.T) {
 	if e.take("a", []byte("2")) || e.take("b", []byte("1")) {
 		t.Fatal("took an echo with another payload or topic")
 	}
-	if !e.take("a", []byte("1")) || !e.take("a", []byte("1")) {
-		t.Fatal("two deliveries, two echoes expected")
+	for i := 0; i < 2; i++ {
+		if !e.take("a", []byte("1")) {
+			t.Fatalf("two deliveries, two echoes expected; echo %d not taken", i+1)
+		}
 	}
 	if e.take("a", []byte("1")) {
 		t.Fatal("a third copy is not an echo")

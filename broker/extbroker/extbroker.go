@@ -116,6 +116,7 @@ type Broker struct {
 	wg   sync.WaitGroup
 
 	connected     atomic.Bool
+	ready         atomic.Bool // connected and the out-rule filters subscribed
 	connects      atomic.Uint64
 	connectFails  atomic.Uint64
 	received      atomic.Uint64
@@ -248,6 +249,7 @@ func (b *Broker) Close() error {
 		b.cli.Disconnect(250)
 	}
 	b.connected.Store(false)
+	b.ready.Store(false)
 	return nil
 }
 

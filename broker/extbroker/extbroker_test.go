@@ -163,12 +163,12 @@ func TestReadingsAndLocalPublishersReachTheBridge(t *testing.T) {
 	publish(t, lc, "other/x", 1, "not bridged")
 	publish(t, lc, "readings/local1", 1, "q1")
 	publish(t, lc, "readings/local2", 2, "q2")
-	ms := rec.waitFor(t, "three messages", func(ms []broker.Message) bool { return len(ms) >= 3 })
+	rec.waitFor(t, "three messages", func(ms []broker.Message) bool { return len(ms) >= 3 })
 	// A fourth message would show up behind this one.
 	if err := b.Publish(broker.Message{Topic: "readings/door", Payload: []byte(`{"seq":2}`), QoS: 1}); err != nil {
 		t.Fatal(err)
 	}
-	ms = rec.waitFor(t, "the second reading", func(ms []broker.Message) bool { return count(ms, "readings/door", `{"seq":2}`) == 1 })
+	ms := rec.waitFor(t, "the second reading", func(ms []broker.Message) bool { return count(ms, "readings/door", `{"seq":2}`) == 1 })
 	if len(ms) != 4 || count(ms, "readings/door", `{"seq":1}`) != 1 {
 		t.Fatalf("the bridge took %d messages, want 4 (each once): %+v", len(ms), ms)
 	}
@@ -179,8 +179,32 @@ func TestReadingsAndLocalPublishersReachTheBridge(t *testing.T) {
 		}
 	}
 	c := b.Counters()
-	if !c.Connected || c.Sent != 2 || c.Received != 4 || c.PublishFailures != 0 {
-		t.Errorf("counters %+v: want connected, 2 sent, 4 received, no failure", c)
+	if !c.Connected || c.Sent != 2 || c.Received != 4 || c.PublishFailures != 0 || c.Bypassed != 0 {
+		t.Errorf("counters %+v: want connected, 2 sent, 4 received, no failure, none bypassed", c)
+	}
+
+	// The gateway's liveness probe goes round through the broker on a $ topic.
+	beat := make(chan struct{}, 1)
+	cancel, err := b.Subscribe("$edgegw/liveness", func(broker.Message) {
+		select {
+		case beat <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	if err := b.Publish(broker.Message{Topic: "$edgegw/liveness", Payload: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-beat:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the probe did not come back")
+	}
+	if n := len(rec.messages()); n != 4 {
+		t.Errorf("the bridge took the probe: %d messages", n)
 	}
 }
 

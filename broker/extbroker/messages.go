@@ -11,12 +11,15 @@ import (
 // Publish publishes one of the gateway's own messages and waits, bounded by
 // PublishTimeout, for the broker's acknowledgement. The bridge takes it when
 // the broker sends it back through an out-rule subscription. While the
-// broker is unreachable nothing is sent, so an out-rule message is handed
-// straight to the bridge instead (and nil returned); any other message
-// fails with ErrNotConnected.
+// broker is unreachable, or connected but our subscriptions not yet in
+// place, nothing is sent: an out-rule message is handed straight to the
+// bridge instead (and nil returned), so it is neither lost nor taken twice;
+// any other message fails with ErrNotConnected.
 func (b *Broker) Publish(m broker.Message) error {
-	if !b.cli.IsConnectionOpen() {
-		if box := b.icept.Load(); box != nil && box.Wants(m.Topic) {
+	box := b.icept.Load()
+	wanted := box != nil && box.Wants(m.Topic)
+	if !b.cli.IsConnectionOpen() || (wanted && !b.ready.Load()) {
+		if wanted {
 			m.Origin, m.PacketID, m.Dup = "", 0, false
 			box.Accept(m, nil)
 			b.bypassed.Add(1)
