@@ -17,6 +17,7 @@ package bridge
 import (
 	"context"
 	"crypto/tls"
+	"hash/fnv"
 	"log/slog"
 	"net"
 	"strconv"
@@ -149,10 +150,21 @@ func (b *Bridge) Wants(topic string) bool {
 	return ok
 }
 
-// recentDupWindow bounds how far back a DUP resend is looked for: only
-// messages in flight when the gateway died are resent, and publishers keep
-// far fewer than this in flight.
-const recentDupWindow = 4096
+// originOf is what the outbox remembers a local QoS 2 message by, with its
+// packet identifier: the publisher's client id and a fingerprint of the
+// topic and payload. A publisher may reuse a packet identifier as soon as
+// its exchange completes (a new client object restarts at 1, some clients
+// always use 1), so identifier alone would match an older, completed
+// message and drop a new one that never got stored; like Mosquitto's
+// "reused message ID" check, a DUP counts as a resend only if it is the
+// same message.
+func originOf(m Message) string {
+	h := fnv.New64a()
+	h.Write([]byte(m.Topic))
+	h.Write([]byte{0})
+	h.Write(m.Payload)
+	return m.Origin + "\x00" + strconv.FormatUint(h.Sum64(), 16)
+}
 
 // Accept takes a local message for upstream. done (nil for the gateway's own
 // messages and QoS 0) is called once the message is durable or refused.
@@ -177,7 +189,7 @@ func (b *Bridge) Accept(m Message, done func(error)) {
 	if m.Dup && m.QoS == 2 && m.Origin != "" {
 		// A publisher resending a QoS 2 PUBLISH after our crash: if we stored
 		// it before dying, storing it again would deliver it twice.
-		if seq, ok := b.o.Outbox.RecentOrigin(m.Origin, m.PacketID); ok && seq+recentDupWindow > b.o.Outbox.Stats().Appended {
+		if _, ok := b.o.Outbox.RecentOrigin(originOf(m), m.PacketID); ok {
 			b.duplicatesAvoided.Add(1)
 			if done != nil {
 				done(nil)
@@ -185,9 +197,9 @@ func (b *Bridge) Accept(m Message, done func(error)) {
 			return
 		}
 	}
-	om := outbox.Message{
-		Topic: remote, QoS: q, Retain: m.Retain, Payload: m.Payload, Time: time.Now(),
-		Origin: m.Origin, OriginPID: m.PacketID,
+	om := outbox.Message{Topic: remote, QoS: q, Retain: m.Retain, Payload: m.Payload, Time: time.Now()}
+	if m.Origin != "" {
+		om.Origin, om.OriginPID = originOf(m), m.PacketID
 	}
 	err := b.o.Outbox.AppendAsync(b.acceptCtx, om, func(_ uint64, err error) {
 		if err != nil {
