@@ -221,15 +221,18 @@ func TestAckWaitsUntilDurable(t *testing.T) {
 	waitUntil(t, "the subscription", func() bool { return b1.Stats().Subscriptions == 1 })
 	publish(t, lc, "readings/a", 1, "held")
 	publish(t, lc, "readings/b", 2, "held2")
-	rec1.waitFor(t, "both messages", func(ms []broker.Message) bool { return len(ms) == 2 })
+	first := rec1.waitFor(t, "both messages", func(ms []broker.Message) bool { return len(ms) == 2 })
 	b1.Close() // as if the gateway died before the outbox had them
 
 	rec2 := newRecorder(true, "readings/#")
 	b2 := start(t, mq.Addr(), rec2, "readings/#")
 	ms := rec2.waitFor(t, "both messages again", func(ms []broker.Message) bool { return len(ms) == 2 })
-	for _, m := range ms {
-		if !m.Dup {
-			t.Errorf("redelivered %s without DUP", m.Topic)
+	for i, m := range ms {
+		// The bridge recognises a QoS 2 resend of a message it stored by
+		// (Origin, PacketID) with DUP set.
+		if !m.Dup || m.PacketID != first[i].PacketID || m.Origin != first[i].Origin {
+			t.Errorf("redelivered %s with DUP %v, packet ID %d, origin %q; want DUP and the first delivery's %d, %q",
+				m.Topic, m.Dup, m.PacketID, m.Origin, first[i].PacketID, first[i].Origin)
 		}
 	}
 	if ms[1].Topic != "readings/b" || ms[1].QoS != 2 {
