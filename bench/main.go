@@ -143,13 +143,16 @@ func main() {
 		}
 		if want("crash") {
 			for _, k := range []string{kEdgegw, kMosq} {
-				do(run, k, "crash", metricsOf("crash.delivered", "crash.lost", "crash.dup"), func() (figures, error) { return b.crash(ctx, k) })
+				do(run, k, "crash", metricsOf("crash.acked", "crash.delivered", "crash.lost", "crash.dup"), func() (figures, error) { return b.crash(ctx, k) })
 			}
 		}
 		if want("qos2") {
 			for _, k := range []string{kEdgegw, kMosq} {
-				do(run, k, "qos2", metricsOf("qos2.lost", "qos2.dup", "qos2.ooo", "qos2.cuts"), func() (figures, error) { return b.qos2(ctx, k) })
+				do(run, k, "qos2", metricsOf("qos2.spin", "qos2.acked", "qos2.lost", "qos2.dup", "qos2.ooo", "qos2.cuts"), func() (figures, error) { return b.qos2(ctx, k) })
 			}
+		}
+		if run == 0 && want("backlog") {
+			do(0, kEdgegw, "backlog", backlogMetrics, func() (figures, error) { return b.backlog(ctx) })
 		}
 		if want("fleet") {
 			for _, rate := range []int{0, fleetReplayRate} {
@@ -157,9 +160,6 @@ func main() {
 				do(run, kind, "fleet", metricsOf("fleet.connects", "fleet.drain", "fleet.lost", "fleet.peakmsgs"), func() (figures, error) { return b.fleet(ctx, rate) })
 			}
 		}
-	}
-	if want("backlog") {
-		do(0, kEdgegw, "backlog", backlogMetrics, func() (figures, error) { return b.backlog(ctx) })
 	}
 	if ctx.Err() != nil {
 		res.errors = append(res.errors, "the 14-minute bound was reached; later workloads did not run")
@@ -184,7 +184,7 @@ func main() {
 // fleetReplayRate is the replay_rate of the paced fleet variant.
 const fleetReplayRate = 200
 
-var outageMetrics = metricsOf("idle.rss", "outage.intake", "outage.rss.queued", "outage.rss.peak", "outage.rss.growth",
+var outageMetrics = metricsOf("idle.rss", "outage.acked", "outage.stalled", "outage.spin", "outage.intake", "outage.rss.queued", "outage.rss.peak", "outage.rss.growth",
 	"outage.delivered", "outage.lost", "outage.dup", "outage.ooo", "outage.reconnect", "outage.drain", "outage.drainrate", "disk.perbyte")
 
 var backlogMetrics = metricsOf("bl.idle", "bl.intake", "bl.peak", "bl.growth", "bl.perbyte.intake", "bl.start", "bl.took",

@@ -199,3 +199,32 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// cpuSeconds is the user+system CPU time of pid (/proc/PID/stat, 100 Hz
+// clock ticks as on every Linux the bench targets).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	k, _ := strconv.ParseFloat(f[12], 64)
+	return (u + k) / 100
+}
+
+// spinning reports whether pid burns most of a core for a second while
+// (the caller knows) nothing flows: a hung event loop.
+func spinning(pid int) bool {
+	c0 := cpuSeconds(pid)
+	time.Sleep(time.Second)
+	return cpuSeconds(pid)-c0 > 0.8
+}

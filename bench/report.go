@@ -40,6 +40,21 @@ func fmtv(v float64, format string) string {
 
 // cell is "median [min..max]" (just the value when all runs agree).
 func cell(v []float64, format string) string {
+	if format == "count" {
+		k, n := 0, 0
+		for _, x := range v {
+			if !math.IsNaN(x) {
+				n++
+				if x != 0 {
+					k++
+				}
+			}
+		}
+		if n == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%d of %d", k, n)
+	}
 	med, lo, hi, n := stat(v)
 	if n == 0 {
 		return "—"
@@ -103,8 +118,11 @@ var mainRows = []row{
 	{"1 steady", "latency p50 at 1,000 msg/s, ms", "latency.p50", "f2", false},
 	{"1 steady", "latency p99 at 1,000 msg/s, ms", "latency.p99", "f2", false},
 	{"2 outage", "intake while the link is cut, msg/s", "outage.intake", "k", true},
-	{"2 outage", "delivered of %O", "outage.delivered", "int", false},
-	{"2 outage", "lost", "outage.lost", "int", false},
+	{"2 outage", "acknowledged to the publisher, of %O", "outage.acked", "int", false},
+	{"2 outage", "runs where the broker stopped acknowledging (15 s)", "outage.stalled", "count", false},
+	{"2 outage", "delivered upstream", "outage.delivered", "int", false},
+	{"2 outage", "lost (acknowledged, never delivered)", "outage.lost", "int", false},
+	{"2 outage", "runs ending with the bridging process hung (≥ 80 % CPU, nothing flowing)", "outage.spin", "count", false},
 	{"2 outage", "duplicated", "outage.dup", "int", false},
 	{"2 outage", "out of order", "outage.ooo", "int", false},
 	{"2 outage", "first delivery after restore, s", "outage.reconnect", "f2", false},
@@ -113,13 +131,16 @@ var mainRows = []row{
 	{"2 outage", "RSS with the backlog queued, MiB", "outage.rss.queued", "f1", false},
 	{"2 outage", "peak RSS (outage + drain, sampled 50 ms), MiB", "outage.rss.peak", "f1", false},
 	{"2 outage", "peak RSS − idle RSS, MiB", "outage.rss.growth", "f1", false},
-	{"3 crash", "delivered of %C after kill -9 + restart", "crash.delivered", "int", false},
+	{"3 crash", "acknowledged to the publisher, of %C", "crash.acked", "int", false},
+	{"3 crash", "delivered after kill -9 + restart", "crash.delivered", "int", false},
 	{"3 crash", "lost", "crash.lost", "int", false},
 	{"3 crash", "duplicated", "crash.dup", "int", false},
-	{"4 QoS 2", "lost (of %Q, 5 link cuts, publisher window 20)", "qos2.lost", "int", false},
+	{"4 QoS 2", "acknowledged (PUBCOMP) of %Q, publisher window 20", "qos2.acked", "int", false},
+	{"4 QoS 2", "lost (acknowledged, never delivered)", "qos2.lost", "int", false},
+	{"4 QoS 2", "runs ending with the bridging process hung (≥ 80 % CPU, nothing flowing)", "qos2.spin", "count", false},
 	{"4 QoS 2", "duplicated", "qos2.dup", "int", false},
 	{"4 QoS 2", "out of order", "qos2.ooo", "int", false},
-	{"4 QoS 2", "link cuts made", "qos2.cuts", "int", false},
+	{"4 QoS 2", "link cuts made (of 5; stops when the bridge does not reconnect in 5 s)", "qos2.cuts", "int", false},
 	{"5 footprint", "idle RSS (connected, after warm-up), MiB", "idle.rss", "f1", false},
 	{"5 footprint", "bytes written to disk per payload byte (outage: intake + drain, /proc/PID/io)", "disk.perbyte", "f2", false},
 }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -119,7 +120,11 @@ type Publisher struct {
 	QoS    byte
 	Topic  string
 	Src    int
+	acked  atomic.Int64
 }
+
+// Acked is how many messages of the last Run were acknowledged, in order.
+func (p *Publisher) Acked() int { return int(p.acked.Load()) }
 
 // NewPublisher connects a publisher.
 func NewPublisher(c Conn, topic string, qos byte, window int) (*Publisher, error) {
@@ -138,8 +143,9 @@ func NewPublisher(c Conn, topic string, qos byte, window int) (*Publisher, error
 // Close disconnects.
 func (p *Publisher) Close() { p.c.Disconnect(50) }
 
-// ackTimeout bounds the wait for one acknowledgement.
-const ackTimeout = 60 * time.Second
+// ackTimeout bounds the wait for one acknowledgement: a broker that stops
+// acknowledging for this long is reported as stalled.
+const ackTimeout = 15 * time.Second
 
 // Run publishes seq from..to-1 as fast as the window allows; rate > 0
 // paces it to rate messages per second. progress, when set, is called
@@ -147,6 +153,7 @@ const ackTimeout = 60 * time.Second
 // message is acknowledged.
 func (p *Publisher) Run(ctx context.Context, from, to, rate int, progress func(n int)) error {
 	ring := make([]paho.Token, 0, p.Window)
+	p.acked.Store(0)
 	start := time.Now()
 	for i := from; i < to; i++ {
 		if ctx.Err() != nil {
@@ -163,6 +170,7 @@ func (p *Publisher) Run(ctx context.Context, from, to, rate int, progress func(n
 				return err
 			}
 			ring = ring[1:]
+			p.acked.Add(1)
 		}
 		ring = append(ring, p.c.Publish(p.Topic, p.QoS, false, Payload(p.Src, i, time.Now())))
 		if progress != nil && (i-from)%256 == 255 {
@@ -173,6 +181,7 @@ func (p *Publisher) Run(ctx context.Context, from, to, rate int, progress func(n
 		if err := wait(t, ackTimeout, "publish ack"); err != nil {
 			return err
 		}
+		p.acked.Add(1)
 	}
 	if progress != nil {
 		progress(to - from)
@@ -295,6 +304,20 @@ func (s *Subscriber) Reset() {
 	s.first, s.last = time.Time{}, time.Time{}
 	s.lat, s.arrive = s.lat[:0], s.arrive[:0]
 	s.t0 = time.Now()
+}
+
+// Missing counts the messages of source src with seq below n that have
+// not arrived.
+func (s *Subscriber) Missing(src, n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := 0
+	for _, c := range s.counts[src*s.n : src*s.n+n] {
+		if c == 0 {
+			m++
+		}
+	}
+	return m
 }
 
 // Has reports whether message (src, seq) arrived.
