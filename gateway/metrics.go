@@ -17,8 +17,8 @@ import (
 // Metrics are written by hand in the Prometheus text exposition format
 // (version 0.0.4) rather than with client_golang: the numbers already live in
 // the parts' Stats snapshots, so a registry would only copy them, and on an
-// ARMv6 build client_golang adds about 2.5 MiB of binary and 1.5 MiB of
-// resident memory (docs/board.md has the measurement). Names follow the
+// ARMv6 build client_golang adds about 4.4 MB of binary and 4–7 MB of
+// resident memory (docs/board.md, Figures, has the measurement). Names follow the
 // Prometheus conventions: _total for counters, base units, one family per
 // name written together.
 
