@@ -109,6 +109,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	gw.LogLevel = level
+	defer startPprof(log)()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := gw.Run(ctx); err != nil {
