@@ -85,7 +85,13 @@ func (g *Gateway) initOps() {
 		limit := max(u.Keepalive.Duration, u.BackoffMax.Duration) + 10*time.Second + 20*time.Second
 		o.bridgeHeart = o.live.beating("bridge", limit)
 	}
-	o.brokerHeart = o.live.beating("broker", 3*o.set.probeEvery)
+	if cfg.Broker.External == "" {
+		// The embedded broker runs in this process, so its liveness is ours.
+		// An external broker (Mosquitto on the board) is not probed: when it
+		// is down, restarting edgegw would not help, and the bridge carries on
+		// without it.
+		o.brokerHeart = o.live.beating("broker", 3*o.set.probeEvery)
+	}
 	block := cfg.Buffer.FullPolicy == "block"
 	for _, d := range g.devices {
 		d.heart = o.live.busyHeart("device "+d.name, o.set.deviceMax)
@@ -125,13 +131,16 @@ func (g *Gateway) startOps(ctx context.Context, bk localBroker) (stop func(), er
 		o.httpLn = ln
 		srv = &http.Server{Handler: g.httpHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	}
-	cancelProbe, err := bk.Subscribe(liveTopic, func(broker.Message) { o.brokerHeart.Beat() })
-	if err != nil {
-		n.Close()
-		if o.httpLn != nil {
-			o.httpLn.Close()
+	cancelProbe := func() {}
+	if o.brokerHeart != nil {
+		cancelProbe, err = bk.Subscribe(liveTopic, func(broker.Message) { o.brokerHeart.Beat() })
+		if err != nil {
+			n.Close()
+			if o.httpLn != nil {
+				o.httpLn.Close()
+			}
+			return nil, fmt.Errorf("gateway: %w", err)
 		}
-		return nil, fmt.Errorf("gateway: %w", err)
 	}
 
 	octx, cancel := context.WithCancel(ctx)
@@ -153,7 +162,9 @@ func (g *Gateway) startOps(ctx context.Context, bk localBroker) (stop func(), er
 		}()
 		log.Info("health and metrics on http://"+o.httpLn.Addr().String(), "paths", "/healthz /readyz /metrics")
 	}
-	goLoop(func(ctx context.Context) { g.probeLoop(ctx, bk) })
+	if o.brokerHeart != nil {
+		goLoop(func(ctx context.Context) { g.probeLoop(ctx, bk) })
+	}
 	goLoop(func(ctx context.Context) { g.notifyLoop(ctx, log) })
 	goLoop(func(ctx context.Context) { g.hupLoop(ctx, log) })
 	return func() {
