@@ -6,7 +6,8 @@
 //
 // Environment: BENCH_QUICK=1 (small sizes, one run), BENCH_RUNS=n,
 // BENCH_ONLY=steady,outage,crash,qos2,fleet,backlog, BENCH_KEEP=1 (keep
-// the work directory), BENCH_KINDS=edgegw,mosquitto,... (only those columns), EDGEGW=path of the binary (default bin/edgegw).
+// the work directory), BENCH_KINDS=edgegw,mosquitto,... (only those columns), BENCH_PPROF=dir (a CPU profile of
+// every edgegw process there), EDGEGW=path of the binary (default bin/edgegw).
 package main
 
 import (

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,10 @@ func startProc(name, logPath, addr string, bin string, args ...string) (*proc, e
 	}
 	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{}), log: lf}
 	p.cmd.Stdout, p.cmd.Stderr = lf, lf
+	if dir := os.Getenv("BENCH_PPROF"); dir != "" && name == kEdgegw {
+		// A CPU profile per edgegw process (cmd/edgegw's hidden EDGEGW_PPROF).
+		p.cmd.Env = append(os.Environ(), "EDGEGW_PPROF="+filepath.Join(dir, fmt.Sprintf("edgegw-%d.pprof", time.Now().UnixNano())))
+	}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		lf.Close()
