@@ -21,7 +21,7 @@ func init() {
 func statusCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("http", "", "the gateway's http_listen address (default: from -c, else 127.0.0.1:9100)")
+	addr := fs.String("http", "", "the gateway's http_listen address (default: from -c, else from "+config.DefaultPath+", else 127.0.0.1:9100)")
 	path := fs.String("c", "", "read http_listen from this configuration file")
 	asJSON := fs.Bool("json", false, "print the raw JSON")
 	if err := fs.Parse(args); err != nil {
@@ -41,7 +41,12 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 		target = cfg.Gateway.HTTPListen
 	}
 	if target == "" {
+		// The installed configuration, when it is there and valid; else the
+		// default address.
 		target = config.Default().Gateway.HTTPListen
+		if cfg, err := config.Load(config.DefaultPath); err == nil && cfg.Gateway.HTTPListen != "" {
+			target = cfg.Gateway.HTTPListen
+		}
 	}
 	target = dialable(target)
 	client := &http.Client{Timeout: 5 * time.Second}
