@@ -15,8 +15,8 @@ import (
 
 func TestStatusCmd(t *testing.T) {
 	up := gateway.StatusDoc{Gateway: "gw-01", Ready: true, UptimeSeconds: 3725, ClockSynced: true,
-		Devices:  []gateway.DeviceDoc{{Name: "door", Type: "rdm6300", Up: true, Readings: 42}},
-		Upstream: &gateway.UpstreamDoc{LinkUp: true, Endpoint: "broker:8883", Connects: 1, BacklogMessages: 0},
+		Devices:      []gateway.DeviceDoc{{Name: "door", Type: "rdm6300", Up: true, Readings: 42}},
+		Upstream:     &gateway.UpstreamDoc{LinkUp: true, Endpoint: "broker:8883", Connects: 1, BacklogMessages: 0},
 		Certificates: []gateway.CertDoc{{Path: "/etc/edgegw/client.crt", DaysLeft: 12}}}
 	down := up
 	down.Upstream = &gateway.UpstreamDoc{Endpoint: "broker:8883", LastError: "the server's certificate is not trusted", BacklogMessages: 1200,
