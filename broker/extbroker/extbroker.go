@@ -28,6 +28,19 @@
 //
 // If the broker is down at start, or goes away, the client keeps trying with
 // a bounded backoff and never gives up.
+//
+// Guarantees: QoS 1 and 2 messages from local publishers reach the outbox
+// at least once across a gateway crash (the broker resends what we did not
+// acknowledge). A QoS 2 resend carries the broker's packet identifier for
+// our session and DUP, passed on as Message.PacketID/Dup with Origin = our
+// client ID, so the bridge's RecentOrigin check drops it when the first copy
+// was stored: exactly once in practice, not in every case (a resend after a
+// mere reconnect may race the first copy's append; a packet identifier is
+// reused by the broker after 65535 QoS>0 messages, which only matters if
+// fewer than the bridge's window of them were stored, i.e. QoS 0 rules).
+// Limits: the retain flag of a local message does not survive (MQTT 3.1.1
+// clears it on delivery), and paho's own goroutines may finish a moment
+// after Close.
 package extbroker
 
 import (

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,8 +103,13 @@ func count(ms []broker.Message, topic, payload string) int {
 
 func start(t *testing.T, addr string, icept broker.Interceptor, filters ...string) *Broker {
 	t.Helper()
-	b, err := New(Options{Addr: addr, ClientID: "edgegw-test-local", Filters: filters, BackoffMax: 200 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return startWith(t, Options{Addr: addr, Filters: filters}, icept)
+}
+
+func startWith(t *testing.T, o Options, icept broker.Interceptor) *Broker {
+	t.Helper()
+	o.ClientID, o.BackoffMax, o.Logger = "edgegw-test-local", 200*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,18 +314,21 @@ func TestDeliverIsNotTakenBack(t *testing.T) {
 	}
 }
 
-// TestBrokerDownAtStart: Start returns at once with the broker down; a
-// reading meanwhile goes straight to the bridge; when the broker starts the
-// client connects, subscribes and readings flow through it.
+// TestBrokerDownAtStart: Start returns at once with the broker down and
+// keeps trying (each attempt beats the gateway's liveness); a reading
+// meanwhile goes straight to the bridge; when the broker starts the client
+// connects, subscribes and readings flow through it.
 func TestBrokerDownAtStart(t *testing.T) {
 	mosquittotest.Require(t)
 	port := mosquittotest.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	rec := newRecorder(false, "readings/#")
-	b := start(t, addr, rec, "readings/#")
+	var attempts atomic.Int32
+	b := startWith(t, Options{Addr: addr, Filters: []string{"readings/#"}, Attempt: func() { attempts.Add(1) }}, rec)
 	if b.Counters().Connected {
 		t.Fatal("connected to nothing")
 	}
+	waitUntil(t, "three attempts", func() bool { return attempts.Load() >= 3 })
 	if err := b.Publish(broker.Message{Topic: "readings/door", Payload: []byte("while down"), QoS: 1}); err != nil {
 		t.Fatalf("a reading while the broker is down: %v", err)
 	}
