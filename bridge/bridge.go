@@ -17,6 +17,7 @@ package bridge
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"net"
@@ -163,7 +164,7 @@ func originOf(m Message) string {
 	h.Write([]byte(m.Topic))
 	h.Write([]byte{0})
 	h.Write(m.Payload)
-	return m.Origin + "\x00" + strconv.FormatUint(h.Sum64(), 16)
+	return fmt.Sprintf("%s\x00%016x", m.Origin, h.Sum64())
 }
 
 // Accept takes a local message for upstream. done (nil for the gateway's own
