@@ -74,12 +74,13 @@ func payloadOf(topic string, seq uint64) string {
 	return topic[strings.LastIndexByte(topic, '/')+1:] + " " + strconv.FormatUint(seq, 10)
 }
 
-// parsePayload reads "a 17" back.
+// parsePayload reads "a 17" back; padding after another space is ignored.
 func parsePayload(p []byte) (name string, seq uint64, err error) {
-	name, num, ok := strings.Cut(string(p), " ")
+	name, rest, ok := strings.Cut(string(p), " ")
 	if !ok {
 		return "", 0, fmt.Errorf("payload %q is not \"<topic> <seq>\"", p)
 	}
+	num, _, _ := strings.Cut(rest, " ")
 	seq, err = strconv.ParseUint(num, 10, 64)
 	return name, seq, err
 }
@@ -290,7 +291,7 @@ func haveAll(got, want map[string][]uint64) bool {
 // localClient makes a paho client for the gateway's local broker.
 func localClient(addr, id string, clean bool, store paho.Store) paho.Client {
 	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(clean).
-		SetAutoReconnect(false).SetConnectTimeout(2 * time.Second).SetWriteTimeout(2 * time.Second).
+		SetAutoReconnect(false).SetConnectTimeout(2 * time.Second).SetWriteTimeout(500 * time.Millisecond).
 		SetKeepAlive(30 * time.Second).SetOrderMatters(true)
 	if store != nil {
 		opts.SetStore(store)
