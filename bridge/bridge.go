@@ -200,7 +200,10 @@ func (b *Bridge) Accept(m Message, done func(error)) {
 	}
 	om := outbox.Message{Topic: remote, QoS: q, Retain: m.Retain, Payload: m.Payload, Time: time.Now()}
 	if m.Origin != "" {
-		om.Origin, om.OriginPID = originOf(m), m.PacketID
+		om.Origin, om.OriginPID = m.Origin, m.PacketID
+		if q == 2 {
+			om.Origin = originOf(m) // what a DUP resend is matched by
+		}
 	}
 	err := b.o.Outbox.AppendAsync(b.acceptCtx, om, func(_ uint64, err error) {
 		if err != nil {
