@@ -115,6 +115,13 @@ func TestStampClockStepBackAndSlew(t *testing.T) {
 	}
 }
 
+func TestTrustedClockNeverFlags(t *testing.T) {
+	c := newStampClock(trustedClock{}, slog.New(slog.DiscardHandler))
+	if _, unc := c.stamp(time.Time{}); unc {
+		t.Error(`clock = "trusted" flagged a reading`)
+	}
+}
+
 func TestPayloadTSUncertain(t *testing.T) {
 	ts := time.Date(2023, 4, 1, 10, 0, 0, 0, time.UTC)
 	for _, unc := range []bool{false, true} {

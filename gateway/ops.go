@@ -76,7 +76,11 @@ func (g *Gateway) initOps() {
 	}
 	o.live = newLiveness(nil)
 	if o.clock == nil {
-		o.clock = newStampClock(systemClock{}, g.log.With("component", "clock"))
+		var src clockSource = systemClock{}
+		if g.cfg.Gateway.Clock == "trusted" {
+			src = trustedClock{}
+		}
+		o.clock = newStampClock(src, g.log.With("component", "clock"))
 	}
 	cfg := g.cfg
 	if u := cfg.Upstream; u != nil {

@@ -43,6 +43,10 @@ type Gateway struct {
 	LogLevel   string `toml:"log_level"`  // debug | info | warn | error
 	LogFormat  string `toml:"log_format"` // text | json
 	HTTPListen string `toml:"http_listen"`
+	// Clock is "auto" (readings stamped while the system clock is not
+	// NTP-synchronised carry "ts_uncertain": true) or "trusted" (a board
+	// with a real-time clock and no network time: never flag).
+	Clock string `toml:"clock"`
 	Board      string `toml:"board"` // board profile name; "" = detect
 }
 
@@ -178,6 +182,7 @@ func Default() Config {
 			LogLevel:   "info",
 			LogFormat:  "text",
 			HTTPListen: "127.0.0.1:9100",
+			Clock:      "auto",
 		},
 		Broker: Broker{Listen: "127.0.0.1:1883"},
 		Buffer: Buffer{

@@ -125,6 +125,8 @@ func TestBadConfigs(t *testing.T) {
 			[]string{`gw.toml:18: TOML syntax:`}},
 		{"two mistakes reported together", `data_dir = "/tmp/edgegw"`, "data_dir = 5\nlog_level = \"loud\"",
 			[]string{`gw.toml:4: gateway.data_dir: wants a string, not the number 5`, `gw.toml:5: gateway.log_level: "loud" is not allowed`}},
+		{"bad clock", `data_dir = "/tmp/edgegw"`, "data_dir = \"/tmp/edgegw\"\nclock = \"rtc\"",
+			[]string{`gw.toml:5: gateway.clock: "rtc" is not allowed: one of "auto", "trusted"`}},
 		{"bad duration", `[buffer]`, "[buffer]\nmax_age = \"3 days\"",
 			[]string{`gw.toml:19: buffer.max_age: "3 days" is not a duration`}},
 		{"external broker over TLS", `[buffer]`, "[broker]\nexternal = \"mqtts://127.0.0.1:8883\"\n[buffer]",

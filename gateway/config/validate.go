@@ -24,6 +24,7 @@ func (c *Config) validate(report func(path, msg string)) {
 	}
 	oneOf(report, "gateway.log_level", g.LogLevel, "debug", "info", "warn", "error")
 	oneOf(report, "gateway.log_format", g.LogFormat, "text", "json")
+	oneOf(report, "gateway.clock", g.Clock, "auto", "trusted")
 	if g.HTTPListen != "" && !validHostPort(g.HTTPListen) {
 		report("gateway.http_listen", fmt.Sprintf("%q is not host:port (e.g. \"127.0.0.1:9100\"; empty turns the HTTP endpoint off)", g.HTTPListen))
 	}
