@@ -47,7 +47,7 @@ type Gateway struct {
 	// NTP-synchronised carry "ts_uncertain": true) or "trusted" (a board
 	// with a real-time clock and no network time: never flag).
 	Clock string `toml:"clock"`
-	Board      string `toml:"board"` // board profile name; "" = detect
+	Board string `toml:"board"` // board profile name; "" = detect
 }
 
 // Broker is the [broker] table: the local broker.
