@@ -246,7 +246,13 @@ func (o *Outbox) AppendAsync(ctx context.Context, m Message, done func(seq uint6
 			}
 			continue
 		}
-		if o.opts.MaxBytes > 0 && o.opts.Full != DropOldest && o.usageLocked()+int64(size) > o.opts.MaxBytes {
+		// Under DropNewest a refusal lasts for the episode (until usage is
+		// back under 3/4 of MaxBytes): a later message must not be stored
+		// after an earlier one was refused — it would overtake it when the
+		// publisher resends — which a slightly smaller message, or usage
+		// overstated while a pass rotates segments, would otherwise allow.
+		refusing := o.opts.Full == DropNewest && o.epNewest.active
+		if o.opts.MaxBytes > 0 && o.opts.Full != DropOldest && (refusing || o.usageLocked()+int64(size) > o.opts.MaxBytes) {
 			if o.opts.Full == DropNewest {
 				o.st.dropped["full_newest"]++
 				o.epNewest.drop(o.log, 1, "max_bytes", o.opts.MaxBytes)
