@@ -82,6 +82,8 @@ type fullPub struct {
 	unacked map[string][]uint64
 	lives   int
 	sent    int
+	// firstErr is the first message not acknowledged and why.
+	firstErr string
 }
 
 func (p *fullPub) ackedCount() int {
@@ -95,7 +97,7 @@ func (p *fullPub) ackedCount() int {
 }
 
 func (p *fullPub) run(maxLives int) error {
-	pad := strings.Repeat("x", 200)
+	pad := strings.Repeat("x", 301)
 	i := 0
 	for i < p.n {
 		if p.lives == maxLives {
@@ -120,6 +122,9 @@ func (p *fullPub) run(maxLives int) error {
 					p.acked[s.topic] = append(p.acked[s.topic], s.seq)
 				} else {
 					p.unacked[s.topic] = append(p.unacked[s.topic], s.seq)
+					if p.firstErr == "" {
+						p.firstErr = fmt.Sprintf("%s %d: %v", s.topic, s.seq, s.tok.Error())
+					}
 				}
 				p.mu.Unlock()
 			}
@@ -127,7 +132,9 @@ func (p *fullPub) run(maxLives int) error {
 		for ; i < p.n && c.IsConnectionOpen(); i++ {
 			topic := storeTopics[i%len(storeTopics)]
 			seq := uint64(i/len(storeTopics) + 1)
-			tok := c.Publish(topic, 1, false, payloadOf(topic, seq)+" "+pad)
+			// Sizes vary (100-301 bytes of padding), so a refused message can
+			// be followed by a smaller one that would fit.
+			tok := c.Publish(topic, 1, false, payloadOf(topic, seq)+" "+pad[:100+(i%4)*67])
 			if notSent(tok) {
 				break
 			}
@@ -206,8 +213,8 @@ func checkDropNewest(t *testing.T, gw *gateway.Gateway, px *netproxy.Proxy, sub 
 		refusedN += uint64(len(s))
 	}
 	dropped := bs.Outbox.Dropped["full_newest"]
-	t.Logf("drop_newest: %d acknowledged, %d not (refused or behind a refusal), %d connections; full_newest %d, bridge refused %d",
-		fp.ackedCount(), refusedN, fp.lives, dropped, bs.Refused)
+	t.Logf("drop_newest: %d acknowledged, %d not (refused or behind a refusal; first %s), %d connections; full_newest %d, bridge refused %d",
+		fp.ackedCount(), refusedN, fp.firstErr, fp.lives, dropped, bs.Refused)
 	if !bs.Outbox.Full {
 		t.Errorf("drop_newest: Status().Bridge.Outbox.Full is false while refusing")
 	}
@@ -220,22 +227,29 @@ func checkDropNewest(t *testing.T, gw *gateway.Gateway, px *netproxy.Proxy, sub 
 	}
 	drain(t, gw, px, sub)
 	got := sub.snapshot()
-	// Exactly the acknowledged arrive, and they are the oldest: per topic
-	// 1..k with nothing refused below k.
+	// Every acknowledged message arrives, and they are the oldest: per
+	// topic 1..k.
 	checkSeqs(t, got, nil, acceptance{want: fp.acked, consecutive: true})
-	for topic, un := range fp.unacked {
-		seen := map[uint64]bool{}
+	// What was stored is a prefix of what was published: nothing after a
+	// refused message may be stored (it would overtake the refused one when
+	// the publisher resends). A few unacknowledged ones may be in it — the
+	// PUBACKs written just before the disconnect can be lost with it — but
+	// never one after a hole.
+	published := fp.sent
+	arrived := make([]bool, published)
+	for ti, topic := range storeTopics {
 		for _, s := range got[topic] {
-			seen[s] = true
-		}
-		var arrived []uint64
-		for _, s := range un {
-			if seen[s] {
-				arrived = append(arrived, s)
+			if g := int(s-1)*len(storeTopics) + ti; g < published {
+				arrived[g] = true
 			}
 		}
-		if len(arrived) > 0 {
-			t.Errorf("drop_newest: %s: %d refused (unacknowledged) messages arrived anyway, first: %v", topic, len(arrived), first(arrived, 10))
+	}
+	for g := 1; g < published; g++ {
+		if arrived[g] && !arrived[g-1] {
+			ti := (g - 1) % len(storeTopics)
+			t.Errorf("drop_newest: %s %d arrived but %s %d, published before it, did not: a refused message was overtaken",
+				storeTopics[g%len(storeTopics)], g/len(storeTopics)+1, storeTopics[ti], (g-1)/len(storeTopics)+1)
+			break
 		}
 	}
 }
@@ -268,7 +282,9 @@ func checkBlock(t *testing.T, gw *gateway.Gateway, px *netproxy.Proxy, sub *seqS
 	if !st.Full || held >= fp.n || st.Appended != uint64(held) {
 		t.Errorf("block: full %v, %d of %d acknowledged, %d accepted while blocked", st.Full, held, fp.n, st.Appended)
 	}
-	if st.Bytes > 256<<10 {
+	// Appends are weighed by their records; the header of a segment begun
+	// by rotation is not, so allow a few bytes over.
+	if st.Bytes > 256<<10+64 {
 		t.Errorf("block: %d bytes on disk, over max_bytes 256KiB", st.Bytes)
 	}
 	t.Logf("block: %d of %d messages acknowledged before the buffer filled; blocked appends %d", held, fp.n, st.Blocked)
