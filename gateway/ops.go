@@ -89,13 +89,11 @@ func (g *Gateway) initOps() {
 		limit := max(u.Keepalive.Duration, u.BackoffMax.Duration) + 10*time.Second + 20*time.Second
 		o.bridgeHeart = o.live.beating("bridge", limit)
 	}
-	if cfg.Broker.External == "" {
-		// The embedded broker runs in this process, so its liveness is ours.
-		// An external broker (Mosquitto on the board) is not probed: when it
-		// is down, restarting edgegw would not help, and the bridge carries on
-		// without it.
-		o.brokerHeart = o.live.beating("broker", 3*o.set.probeEvery)
-	}
+	// The probe goes through the local broker: the embedded one, or our
+	// client of an external one. While an external broker is unreachable,
+	// each reconnection attempt of that client beats instead
+	// (localbroker.go): an absent Mosquitto is not a wedged gateway.
+	o.brokerHeart = o.live.beating("broker", 3*o.set.probeEvery)
 	block := cfg.Buffer.FullPolicy == "block"
 	for _, d := range g.devices {
 		d.heart = o.live.busyHeart("device "+d.name, o.set.deviceMax)
