@@ -7,7 +7,7 @@
 // Environment: BENCH_QUICK=1 (small sizes, one run), BENCH_RUNS=n,
 // BENCH_ONLY=steady,outage,crash,qos2,fleet,backlog, BENCH_KEEP=1 (keep
 // the work directory), BENCH_KINDS=edgegw,mosquitto,... (only those columns), BENCH_PPROF=dir (a CPU profile of
-// every edgegw process there), EDGEGW=path of the binary (default bin/edgegw).
+// every edgegw process there), BENCH_WINDOW=n (publisher window, default 500), EDGEGW=path of the binary (default bin/edgegw).
 package main
 
 import (
@@ -69,6 +69,9 @@ func main() {
 	}
 	if v, err := strconv.Atoi(os.Getenv("BENCH_RUNS")); err == nil && v > 0 {
 		runs = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("BENCH_WINDOW")); err == nil && v > 0 {
+		sz.window = v
 	}
 	only := map[string]bool{}
 	for _, w := range strings.Split(os.Getenv("BENCH_ONLY"), ",") {
@@ -186,7 +189,7 @@ func main() {
 const fleetReplayRate = 200
 
 var outageMetrics = metricsOf("idle.rss", "outage.acked", "outage.stalled", "outage.spin", "outage.intake", "outage.rss.queued", "outage.rss.peak", "outage.rss.growth",
-	"outage.delivered", "outage.lost", "outage.dup", "outage.ooo", "outage.reconnect", "outage.drain", "outage.drainrate", "disk.perbyte")
+	"outage.delivered", "outage.lost", "outage.reconnected", "outage.dup", "outage.ooo", "outage.reconnect", "outage.drain", "outage.drainrate", "disk.perbyte")
 
 var backlogMetrics = metricsOf("bl.idle", "bl.intake", "bl.peak", "bl.growth", "bl.perbyte.intake", "bl.start", "bl.took",
 	"bl.restart.rss", "bl.drain.peak", "bl.lost", "bl.dup", "bl.drainrate", "bl.perbyte.drain")

@@ -34,7 +34,10 @@ type rigOpts struct {
 	kind       string
 	qos        byte // rule QoS
 	replayRate int
-	backoffMax string
+	backoffMax string // edgegw backoff_max; "" = its default (30 s)
+	// mosqRestart is Mosquitto's restart_timeout; "" = its default
+	// (jittered backoff, 5 to 30 s).
+	mosqRestart string
 	id         string
 }
 
@@ -79,9 +82,6 @@ func newRig(root string, pki certs.Files, o rigOpts) (*rig, error) {
 	}
 	if o.qos == 0 {
 		o.qos = 1
-	}
-	if o.backoffMax == "" {
-		o.backoffMax = "2s"
 	}
 	if o.id == "" {
 		o.id = "gw"
@@ -136,7 +136,7 @@ listen = "127.0.0.1:%d"
 address = "mqtts://127.0.0.1:%s"
 client_id = "edgegw-%s"
 replay_rate = %d
-backoff_max = %q
+%s
 [upstream.tls]
 cafile = %q
 certfile = %q
@@ -149,7 +149,7 @@ qos = %d
 [buffer]
 fsync = "batch"
 max_bytes = "1GiB"
-`, r.o.id, filepath.Join(r.dir, "data"), port, portOf(r.proxy.Addr()), r.o.id, r.o.replayRate, r.o.backoffMax,
+`, r.o.id, filepath.Join(r.dir, "data"), port, portOf(r.proxy.Addr()), r.o.id, r.o.replayRate, backoffLine(r.o.backoffMax),
 		r.pki.CA.Cert, gw.Cert, gw.Key, r.o.qos)
 }
 
@@ -175,11 +175,49 @@ bridge_keyfile %s
 bridge_tls_version tlsv1.2
 cleansession false
 clientid edge-mosq-%s
-restart_timeout 1 2
+%s
 topic readings/# out %d
-`, r.o.id, r.proxy.Addr(), r.pki.CA.Cert, gw.Cert, gw.Key, r.o.id, r.o.qos)
+`, r.o.id, r.proxy.Addr(), r.pki.CA.Cert, gw.Cert, gw.Key, r.o.id, mosqRestart(r.o.mosqRestart), r.o.qos)
 	return b.String()
 }
+
+// mosqRestart is the bridge's reconnect backoff line: Mosquitto's default
+// unless the workload or BENCH_MOSQ_RESTART (e.g. "1 2") sets one.
+func mosqRestart(v string) string {
+	if e := os.Getenv("BENCH_MOSQ_RESTART"); e != "" {
+		v = e
+	}
+	if v == "" || v == "default" {
+		return ""
+	}
+	return "restart_timeout " + v
+}
+
+func backoffLine(v string) string {
+	if v == "" {
+		return ""
+	}
+	return fmt.Sprintf("backoff_max = %q", v)
+}
+
+// restore ends the cut and waits (bounded) until the bridge has connected
+// again, so that the time a bridge spends in its reconnect backoff is not
+// mistaken for a stall. It returns when the link came back and when the
+// bridge reconnected (the latter zero if it did not within maxWait).
+func (r *rig) restore(maxWait time.Duration) (restored, reconnected time.Time) {
+	a := r.proxy.Accepted()
+	restored = time.Now()
+	r.proxy.Restore()
+	for end := restored.Add(maxWait); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if r.proxy.Accepted() > a {
+			return restored, time.Now()
+		}
+	}
+	return restored, time.Time{}
+}
+
+// reconnectWait bounds restore: Mosquitto's default backoff reaches 30 s.
+const reconnectWait = 40 * time.Second
 
 func portOf(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)

@@ -130,9 +130,11 @@ func (b *bench) outage(ctx context.Context, kind string) (figures, error) {
 	}
 	f["outage.acked"] = float64(acked)
 	queued, _ := rss(pid)
-	tR := time.Now()
-	r.proxy.Restore()
-	werr := sub.Wait(ctx, acked, 8*time.Second, tR, tR.Add(180*time.Second))
+	tR, tC := r.restore(reconnectWait)
+	if !tC.IsZero() {
+		f["outage.reconnected"] = secs(tC.Sub(tR))
+	}
+	werr := sub.Wait(ctx, acked, 8*time.Second, tC, tR.Add(180*time.Second))
 	c := sub.Count()
 	peak := s.done()
 	f["outage.rss.queued"] = float64(queued) / mib
@@ -149,7 +151,11 @@ func (b *bench) outage(ctx context.Context, kind string) (figures, error) {
 	if c.Unique > 0 {
 		f["outage.reconnect"] = secs(c.First.Sub(tR))
 		f["outage.drain"] = secs(c.Last.Sub(tR))
-		f["outage.drainrate"] = float64(c.Unique) / secs(c.Last.Sub(tR))
+		from := tR
+		if !tC.IsZero() {
+			from = tC // the rate once connected, apart from the backoff
+		}
+		f["outage.drainrate"] = float64(c.Unique) / secs(c.Last.Sub(from))
 	}
 	f["disk.perbyte"] = float64(writeBytes(pid)-wb0) / float64(n*load.PayloadSize)
 	if werr != nil && kind != kMosqDflt {
@@ -191,9 +197,8 @@ func (b *bench) crash(ctx context.Context, kind string) (figures, error) {
 	if err := r.start(); err != nil {
 		return nil, fmt.Errorf("restart after kill -9: %w", err)
 	}
-	tR := time.Now()
-	r.proxy.Restore()
-	_ = sub.Wait(ctx, acked, 8*time.Second, tR, tR.Add(120*time.Second))
+	tR, tC := r.restore(reconnectWait)
+	_ = sub.Wait(ctx, acked, 8*time.Second, tC, tR.Add(120*time.Second))
 	c := sub.Count()
 	return figures{"crash.acked": float64(acked), "crash.delivered": float64(c.Unique), "crash.lost": float64(sub.Missing(0, acked)), "crash.dup": float64(c.Duplicates)}, nil
 }
@@ -203,7 +208,9 @@ const qos2Window = 20
 
 // qos2: QoS 2 end to end with 5 link cuts while sz.qos2 messages flow.
 func (b *bench) qos2(ctx context.Context, kind string) (figures, error) {
-	r, err := newRig(b.root, b.pki, rigOpts{kind: kind, qos: 2})
+	// Five cuts need five reconnects: both bridges get a quick backoff
+	// here (edgegw backoff_max 2 s, Mosquitto restart_timeout 1 2).
+	r, err := newRig(b.root, b.pki, rigOpts{kind: kind, qos: 2, backoffMax: "2s", mosqRestart: "1 2"})
 	if err != nil {
 		return nil, err
 	}
@@ -472,15 +479,18 @@ func (b *bench) backlog(ctx context.Context) (figures, error) {
 	f["bl.restart.rss"] = float64(restarted) / mib
 	s = sampleRSS(pid)
 	wb1 := writeBytes(pid)
-	tR := time.Now()
-	r.proxy.Restore()
-	werr := sub.Wait(ctx, n, 15*time.Second, tR, tR.Add(300*time.Second))
+	tR, tC := r.restore(reconnectWait)
+	werr := sub.Wait(ctx, n, 15*time.Second, tC, tR.Add(300*time.Second))
 	c := sub.Count()
 	f["bl.drain.peak"] = float64(s.done()) / mib
 	f["bl.lost"] = float64(n - c.Unique)
 	f["bl.dup"] = float64(c.Duplicates)
 	if c.Unique > 0 {
-		f["bl.drainrate"] = float64(c.Unique) / secs(c.Last.Sub(tR))
+		from := tR
+		if !tC.IsZero() {
+			from = tC
+		}
+		f["bl.drainrate"] = float64(c.Unique) / secs(c.Last.Sub(from))
 	}
 	f["bl.perbyte.drain"] = float64(writeBytes(pid)-wb1) / float64(n*load.PayloadSize)
 	if werr != nil {
