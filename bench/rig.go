@@ -38,7 +38,7 @@ type rigOpts struct {
 	// mosqRestart is Mosquitto's restart_timeout; "" = its default
 	// (jittered backoff, 5 to 30 s).
 	mosqRestart string
-	id         string
+	id          string
 }
 
 // rig is one upstream Mosquitto (mutual TLS), a proxy in front of it, and
