@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -164,7 +165,9 @@ func runGateway(t testing.TB, cfgText string) (*gateway.Gateway, *logBuffer) {
 				t.Errorf("gateway run: %v", err)
 			}
 		case <-time.After(15 * time.Second):
-			t.Errorf("gateway did not stop within 15s")
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Errorf("gateway did not stop within 15s; goroutines:\n%s", buf[:n])
 		}
 		if t.Failed() {
 			t.Logf("gateway log:\n%s", tail(logs.String(), 60))
