@@ -194,10 +194,14 @@ func mosqRestart(v string) string {
 }
 
 func backoffLine(v string) string {
-	if v == "" {
-		return ""
+	l := ""
+	if v != "" {
+		l = fmt.Sprintf("backoff_max = %q\n", v)
 	}
-	return fmt.Sprintf("backoff_max = %q", v)
+	if n := os.Getenv("BENCH_INFLIGHT"); n != "" {
+		l += "inflight = " + n + "\n" // experiments: edgegw's upstream window
+	}
+	return l
 }
 
 // restore ends the cut and waits (bounded) until the bridge has connected
