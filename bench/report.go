@@ -264,12 +264,23 @@ const notes = `
   for both. The other workloads use a window of 500.
 - Mosquitto keeps its bridge queue in RAM: with persistence true it writes its database only at
   shutdown or every autosave_interval (30 min), hence 0 bytes written and the loss on kill -9.
-- edgegw is not the bottleneck in the steady workload: a CPU profile (BENCH_PPROF, cmd/edgegw's
-  hidden EDGEGW_PPROF) shows the edgegw process using about 0.2 of a core at 10k msg/s; the paho
-  publisher and subscriber, the upstream Mosquitto's TLS and the proxy share the same 2 cores,
-  which is why "direct" is not faster than the bridges. The cores were also shared with other
-  engineers' test runs, so absolute rates vary between runs; the pairwise ratio is the figure to
-  read.
+- Steady throughput (the missed target): in the quieter runs edgegw's intake is 0.96–0.98 of
+  Mosquitto's but what reaches the upstream is 0.83–0.90, so edgegw falls behind on both sides
+  of its log. A CPU profile of a 100k steady run at 25k msg/s (BENCH_PPROF=dir, which sets
+  cmd/edgegw's hidden EDGEGW_PPROF=file) shows edgegw using 0.36 of a core, so it is not CPU-bound
+  but latency-bound: the outbox committer goroutine (bridge/outbox committer.go, Outbox.run →
+  Outbox.pass) runs every message's completion callback inline before it can start the next
+  write+fsync; those callbacks are 21 % of edgegw's CPU, of which broker/broker.go
+  interceptHook.ack → mochi Client.WritePacket is one write(2) per PUBACK (12 %) and the local
+  re-routing InjectPacket another 6 %; the fsync itself is 13 %. Upstream, the default in-flight
+  window of 256 (gateway/config Default, upstream.inflight) also caps the forwarding rate: with
+  BENCH_INFLIGHT=2048 what reaches the upstream matched the intake (23.3k of 23.4k msg/s, versus
+  17.5k of 19.2k at 256, same machine minutes apart). Next steps: complete callbacks off the
+  committer goroutine (so batch N+1's write+fsync overlaps batch N's PUBACKs), coalesce a batch's
+  PUBACKs per client into one write, skip local re-routing when no local subscriber matches, and
+  raise the default upstream inflight to ~1024. The cores were shared with other engineers' test
+  runs, so absolute rates vary from run to run (run 1 was on a loaded machine); the pairwise
+  ratio is the figure to read.
 `
 
 func targets(res *results) string {
