@@ -194,12 +194,12 @@ the median [min..max] of those ratios. Everything runs on loopback on the same c
 
 	if fv := res.v["fleet.connects"]; fv != nil {
 		fmt.Fprintf(&b, "## 6 fleet: %d edgegw processes behind one proxy, %d QoS 1 messages each queued during a common cut, restored together\n\n", sz.fleet, sz.fleetMsgs)
-		b.WriteString("Each process: its own small config and data_dir, backoff_min 250 ms, backoff_max 5 s (full jitter). Connects are counted by the proxy (successful TCP accepts after the restore, sampled every 50 ms, busiest 1 s window).\n\n")
+		b.WriteString("Each process: its own small config and data_dir, backoff_min 250 ms, backoff_max 5 s (full jitter). Connects are counted by the proxy (successful TCP accepts after the restore, sampled every 50 ms, busiest 1 s window); with no jitter every process would reconnect in the same instant. Ingress is the upstream Mosquitto's own PUBLISH counter ($SYS, sys_interval 1), so a burst shorter than a second is averaged over the second. replay_rate caps each gateway (the fleet's sum is processes × rate).\n\n")
 		fmt.Fprintf(&b, "| figure | replay_rate 0 (as fast as upstream takes) | replay_rate %d msg/s per gateway |\n|---|---|---|\n", fleetReplayRate)
 		r0, r1 := "fleet-r0", "fleet-r"+strconv.Itoa(fleetReplayRate)
 		for _, r := range []row{
 			{label: "peak upstream connects per second", metric: "fleet.connects", format: "int"},
-			{label: "peak upstream messages per second (busiest 1 s)", metric: "fleet.peakmsgs", format: "k"},
+			{label: "peak upstream ingress, PUBLISH/s (upstream $SYS/broker/publish/messages/received, 1 s samples)", metric: "fleet.peakmsgs", format: "k"},
 			{label: "time until every backlog drained, s", metric: "fleet.drain", format: "f2"},
 			{label: "lost", metric: "fleet.lost", format: "int"},
 		} {

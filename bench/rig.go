@@ -63,7 +63,9 @@ func clientFiles(f certs.Files, name string) *load.TLSFiles {
 // startUpstream starts the upstream Mosquitto and the proxy.
 func startUpstream(dir string, pki certs.Files) (*mosquittotest.Server, *netproxy.Proxy, error) {
 	fp := func() int { p, _ := freePort(); return p }
-	up, err := mosquittotest.StartE(dir, mosquittotest.Options{CAFile: pki.CA.Cert, CertFile: pki.Server.Cert, KeyFile: pki.Server.Key}, fp)
+	// sys_interval 1: the fleet workload reads the upstream's own count of
+	// PUBLISHes received, once a second.
+	up, err := mosquittotest.StartE(dir, mosquittotest.Options{CAFile: pki.CA.Cert, CertFile: pki.Server.Cert, KeyFile: pki.Server.Key, Extra: "sys_interval 1\n"}, fp)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -393,3 +393,78 @@ func (s *Subscriber) PeakRate(window time.Duration) float64 {
 	}
 	return float64(best) / window.Seconds()
 }
+
+// Counter follows a numeric topic, such as Mosquitto's
+// $SYS/broker/publish/messages/received, and keeps every sample.
+type Counter struct {
+	c       paho.Client
+	mu      sync.Mutex
+	samples []sample
+}
+
+type sample struct {
+	t time.Time
+	v float64
+}
+
+// WatchCounter subscribes to topic and records its values.
+func WatchCounter(c Conn, topic string) (*Counter, error) {
+	o, err := c.options()
+	if err != nil {
+		return nil, err
+	}
+	w := &Counter{}
+	cl := paho.NewClient(o)
+	if err := wait(cl.Connect(), 15*time.Second, "counter connect to "+c.Addr); err != nil {
+		return nil, err
+	}
+	err = wait(cl.Subscribe(topic, 0, func(_ paho.Client, m paho.Message) {
+		v, err := strconv.ParseFloat(string(m.Payload()), 64)
+		if err != nil {
+			return
+		}
+		w.mu.Lock()
+		w.samples = append(w.samples, sample{time.Now(), v})
+		w.mu.Unlock()
+	}), 15*time.Second, "subscribe "+topic)
+	if err != nil {
+		cl.Disconnect(50)
+		return nil, err
+	}
+	w.c = cl
+	return w, nil
+}
+
+// WaitAfter waits (at most timeout) for a sample taken after t.
+func (w *Counter) WaitAfter(t time.Time, timeout time.Duration) {
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		w.mu.Lock()
+		n := len(w.samples)
+		ok := n > 0 && w.samples[n-1].t.After(t)
+		w.mu.Unlock()
+		if ok {
+			return
+		}
+	}
+}
+
+// Close disconnects.
+func (w *Counter) Close() { w.c.Disconnect(50) }
+
+// PeakRate is the highest increase per second between consecutive samples
+// taken after since.
+func (w *Counter) PeakRate(since time.Time) float64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	best := 0.0
+	for i := 1; i < len(w.samples); i++ {
+		a, b := w.samples[i-1], w.samples[i]
+		if b.t.Before(since) {
+			continue
+		}
+		if dt := b.t.Sub(a.t).Seconds(); dt > 0.2 {
+			best = max(best, (b.v-a.v)/dt)
+		}
+	}
+	return best
+}
