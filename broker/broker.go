@@ -16,7 +16,6 @@ package broker
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -85,6 +84,7 @@ type Broker struct {
 	route *mqtt.Client // inline client that re-injects held-back messages for local routing
 	down  *mqtt.Client // inline client for messages from upstream: never intercepted
 
+	acks  *acker
 	icept atomic.Pointer[interceptorBox]
 	subID atomic.Int32
 
@@ -128,6 +128,7 @@ func New(o Options) (*Broker, error) {
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
+	b.acks = newAcker(b)
 	return b, nil
 }
 
@@ -194,7 +195,9 @@ func (b *Broker) Close() error {
 	}
 	b.closed = true
 	b.mu.Unlock()
-	return b.srv.Close()
+	err := b.srv.Close()
+	b.acks.close()
+	return err
 }
 
 // Publish publishes one of the gateway's own messages. The interceptor sees
@@ -282,34 +285,10 @@ func (h *interceptHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.P
 		return pk, nil
 	}
 	m.Origin = cl.ID
-	// Hold the acknowledgement until the message is durable. The packet is
-	// routed to local subscribers then too, through the route client.
-	box.Accept(m, func(err error) {
-		if err != nil {
-			b.log.Warn("message refused; disconnecting the publisher so it resends", "client", cl.ID, "topic", m.Topic, "reason", err)
-			_ = b.srv.DisconnectClient(cl, packets.ErrQuotaExceeded)
-			return
-		}
-		if werr := h.ack(cl, pk); werr != nil && !errors.Is(werr, mqtt.ErrConnectionClosed) {
-			b.log.Debug("ack not written", "client", cl.ID, "error", werr)
-		}
-		rp := pk
-		rp.FixedHeader.Dup = false
-		if err := b.srv.InjectPacket(b.route, rp); err != nil {
-			b.log.Warn("local routing failed", "topic", m.Topic, "error", err)
-		}
-	})
+	// Hold the acknowledgement until the message is durable; the acker then
+	// writes it and routes the packet to local subscribers.
+	box.Accept(m, func(err error) { b.acks.push(ackItem{cl: cl, pk: pk, err: err}) })
 	return pk, packets.ErrRejectPacket
-}
-
-// ack writes PUBACK (QoS 1) or PUBREC (QoS 2) the way mochi would have.
-func (h *interceptHook) ack(cl *mqtt.Client, pk packets.Packet) error {
-	if pk.FixedHeader.Qos == 1 {
-		return cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID})
-	}
-	rec := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: pk.PacketID, Created: time.Now().Unix()}
-	cl.State.Inflight.Set(rec) // so the PUBREL that follows finds it and gets its PUBCOMP
-	return cl.WritePacket(rec)
 }
 
 // netListener adapts an already-bound net.Listener to mochi's Listener.
