@@ -133,7 +133,7 @@ func New(o Options) *Bridge {
 		o.Version = 4
 	}
 	if o.Inflight <= 0 {
-		o.Inflight = 256
+		o.Inflight = 1024
 	}
 	if o.BackoffMin <= 0 {
 		o.BackoffMin = 250 * time.Millisecond

@@ -120,6 +120,9 @@ func (a *acker) process(batch []ackItem) {
 		}
 		rp := it.pk
 		rp.FixedHeader.Dup = false
+		if !rp.FixedHeader.Retain && !a.hasSubscribers(rp.TopicName) {
+			continue // nobody on the board listens: skip mochi's whole publish path
+		}
 		if err := b.srv.InjectPacket(b.route, rp); err != nil {
 			b.log.Warn("local routing failed", "topic", rp.TopicName, "error", err)
 		}
@@ -143,4 +146,11 @@ func (a *acker) write(cl *mqtt.Client, p []byte) {
 	if err != nil {
 		a.b.log.Debug("acknowledgements not written", "client", cl.ID, "error", err)
 	}
+}
+
+// hasSubscribers reports whether any local client or in-process handler is
+// subscribed to topic.
+func (a *acker) hasSubscribers(topic string) bool {
+	s := a.b.srv.Topics.Subscribers(topic)
+	return len(s.Subscriptions) > 0 || len(s.InlineSubscriptions) > 0 || len(s.Shared) > 0
 }

@@ -198,7 +198,7 @@ func Default() Config {
 func defaultUpstream(u *Upstream) {
 	u.Keepalive.Duration = 30e9
 	u.Protocol = "3.1.1"
-	u.Inflight = 256
+	u.Inflight = 1024
 	u.BackoffMin.Duration = 250e6
 	u.BackoffMax.Duration = 2e9
 }
