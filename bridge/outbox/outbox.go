@@ -132,6 +132,9 @@ type Outbox struct {
 
 	rmu sync.Mutex
 	rd  segReader
+	// rdPath is the path of segment rdPathFirst (guarded by rmu).
+	rdPath      string
+	rdPathFirst uint64
 
 	testOnWait func() // tests: called (under mu) when Next is about to wait
 }

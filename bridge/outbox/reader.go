@@ -136,8 +136,12 @@ func (o *Outbox) Next(ctx context.Context) (Message, error) {
 		}
 		o.mu.Unlock()
 
-		path := o.segPath(first)
 		o.rmu.Lock()
+		if o.rdPath == "" || o.rdPathFirst != first {
+			// Formatting the name costs more than reading the record.
+			o.rdPath, o.rdPathFirst = o.segPath(first), first
+		}
+		path := o.rdPath
 		m, err := o.rd.readSeq(path, first, want)
 		o.rmu.Unlock()
 
