@@ -156,7 +156,7 @@ func TestReadsTags(t *testing.T) {
 	if rd.UID != "04A2241A6F5C80" || rd.Fields[0].Value != int64(7) {
 		t.Fatalf("ntag: %+v", rd)
 	}
-	r.chip.present(classic) // back within the dedupe window: folded
+	r.chip.present(classic)         // back within the dedupe window: folded
 	r.awaitSelect(t, "DEADBEEF", 2) // the second select follows the first's (suppressed) report
 	r.noReading(t)
 	r.chip.present([]byte{0x11, 0x22, 0x33, 0x44})
