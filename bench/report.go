@@ -160,7 +160,7 @@ Setup, the same for every column: an upstream Mosquitto with mutual TLS (require
 use_identity_as_username, tls_version tlsv1.2) behind a TCP proxy the bench cuts and restores
 (internal/netproxy); a fresh upstream, proxy and bridging process for every run. **edgegw**:
 ` + "`bin/edgegw run`" + ` as its own process, embedded broker, durable outbox with ` + "`fsync = \"batch\"`" + `,
-rule ` + "`readings/#` out" + ` QoS 1, MQTT 3.1.1, default reconnect backoff (full jitter, 0.25 s to 30 s). **Mosquitto**: a local Mosquitto with a
+rule ` + "`readings/#` out" + ` QoS 1, MQTT 3.1.1, default reconnect backoff (full jitter, 0.25 s to 2 s). **Mosquitto**: a local Mosquitto with a
 ` + "`connection`" + ` bridge (` + "`cleansession false`, `persistence true`, `bridge_cafile/certfile/keyfile`" + `,
 ` + "`topic readings/# out 1`, `bridge_protocol_version mqttv311`" + `, default ` + "`restart_timeout`" + ` (jittered, 5 s to
 30 s)), once with

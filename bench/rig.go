@@ -34,7 +34,7 @@ type rigOpts struct {
 	kind       string
 	qos        byte // rule QoS
 	replayRate int
-	backoffMax string // edgegw backoff_max; "" = its default (30 s)
+	backoffMax string // edgegw backoff_max; "" = its default (2 s)
 	// mosqRestart is Mosquitto's restart_timeout; "" = its default
 	// (jittered backoff, 5 to 30 s).
 	mosqRestart string
