@@ -3,6 +3,8 @@ package bridge
 import (
 	"fmt"
 	"strings"
+
+	mqtttopic "github.com/edgegw/edgegw/internal/topic"
 )
 
 // Direction says which way a rule carries messages.
@@ -72,26 +74,6 @@ func inRule(rules []Rule, topic string) (local string, ok bool) {
 	return "", false
 }
 
-// Match reports whether an MQTT topic name matches a topic filter with + and
-// # wildcards. Topics starting with $ match no filter that starts with a
-// wildcard, as the MQTT spec requires.
-func Match(filter, topic string) bool {
-	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
-		return false
-	}
-	for {
-		fl, frest, fmore := strings.Cut(filter, "/")
-		if fl == "#" {
-			return true
-		}
-		tl, trest, tmore := strings.Cut(topic, "/")
-		if fl != "+" && fl != tl {
-			return false
-		}
-		if !fmore || !tmore {
-			// "a/#" also matches "a"
-			return fmore == tmore || (fmore && frest == "#")
-		}
-		filter, topic = frest, trest
-	}
-}
+// Match reports whether an MQTT topic name matches a topic filter with +
+// and # wildcards (see internal/topic).
+func Match(filter, topic string) bool { return mqtttopic.Match(filter, topic) }

@@ -2,32 +2,6 @@ package bridge
 
 import "testing"
 
-func TestMatch(t *testing.T) {
-	cases := []struct {
-		f, t string
-		want bool
-	}{
-		{"readings/#", "readings/door", true},
-		{"readings/#", "readings", true},
-		{"readings/#", "readingsx/door", false},
-		{"readings/+", "readings/door", true},
-		{"readings/+", "readings/door/x", false},
-		{"readings/+/t", "readings/a/t", true},
-		{"#", "a/b/c", true},
-		{"#", "$SYS/x", false},
-		{"+/x", "$SYS/x", false},
-		{"a/b", "a/b", true},
-		{"a/b", "a/b/c", false},
-		{"a/+", "a/", true},
-		{"+", "", true},
-	}
-	for _, c := range cases {
-		if got := Match(c.f, c.t); got != c.want {
-			t.Errorf("Match(%q, %q) = %v, want %v", c.f, c.t, got, c.want)
-		}
-	}
-}
-
 func TestRuleMapping(t *testing.T) {
 	rules := []Rule{
 		{Pattern: "readings/#", Direction: Out, QoS: 1, RemotePrefix: "sites/s1/gw/"},

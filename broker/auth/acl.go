@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	mqtttopic "github.com/edgegw/edgegw/internal/topic"
 )
 
 // access is a bit set of what a rule grants; deny overrides.
@@ -99,26 +101,13 @@ func parseRule(rest string, line int, pattern bool) (rule, error) {
 	if r.topic == "" || r.topic == "read" || r.topic == "write" || r.topic == "readwrite" || r.topic == "deny" {
 		return rule{}, fmt.Errorf("rule needs a topic (topic [read|write|readwrite|deny] <topic>)")
 	}
-	if err := validFilter(r.topic); err != nil {
+	if err := mqtttopic.ValidFilter(r.topic); err != nil {
 		return rule{}, fmt.Errorf("topic %q: %w", r.topic, err)
 	}
 	if !pattern && (strings.Contains(r.topic, "%c") || strings.Contains(r.topic, "%u")) {
 		return rule{}, fmt.Errorf("%%c and %%u are only substituted in `pattern` lines, not in `topic` %q", r.topic)
 	}
 	return r, nil
-}
-
-func validFilter(f string) error {
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
-			return fmt.Errorf("'#' must be a whole last level")
-		}
-		if strings.Contains(l, "+") && l != "+" {
-			return fmt.Errorf("'+' must be a whole level")
-		}
-	}
-	return nil
 }
 
 // Allowed reports whether the client may publish to (write) or subscribe

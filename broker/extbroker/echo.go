@@ -2,9 +2,10 @@ package extbroker
 
 import (
 	"hash/maphash"
-	"strings"
 	"sync"
 	"time"
+
+	mqtttopic "github.com/edgegw/edgegw/internal/topic"
 )
 
 // echoes remembers messages handed to Deliver, so that the copy the broker
@@ -127,41 +128,6 @@ func (e *echoes) drop(k echoKey, ids []uint64) {
 	e.byKey[k] = ids[1:]
 }
 
-// match reports whether a topic matches a filter with + and # wildcards; a
-// topic starting with $ matches no filter starting with a wildcard.
-func match(filter, topic string) bool {
-	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
-		return false
-	}
-	for {
-		fl, frest, fmore := strings.Cut(filter, "/")
-		if fl == "#" {
-			return true
-		}
-		tl, trest, tmore := strings.Cut(topic, "/")
-		if fl != "+" && fl != tl {
-			return false
-		}
-		if !fmore || !tmore {
-			return fmore == tmore || (fmore && frest == "#")
-		}
-		filter, topic = frest, trest
-	}
-}
+func match(filter, topic string) bool { return mqtttopic.Match(filter, topic) }
 
-// validFilter reports whether s is a valid MQTT topic filter.
-func validFilter(s string) bool {
-	if s == "" || strings.ContainsRune(s, 0) {
-		return false
-	}
-	levels := strings.Split(s, "/")
-	for i, l := range levels {
-		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
-			return false
-		}
-		if strings.Contains(l, "+") && l != "+" {
-			return false
-		}
-	}
-	return true
-}
+func validFilter(s string) bool { return mqtttopic.ValidFilter(s) == nil }
