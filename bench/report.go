@@ -264,23 +264,18 @@ const notes = `
   for both. The other workloads use a window of 500.
 - Mosquitto keeps its bridge queue in RAM: with persistence true it writes its database only at
   shutdown or every autosave_interval (30 min), hence 0 bytes written and the loss on kill -9.
-- Steady throughput: compare the intake and the upstream ratios above — where edgegw trails, it
-  trails on both sides of its log, the upstream side more. A CPU profile of a 100k steady run at
-  25k msg/s (2026-11-22; BENCH_PPROF=dir, which sets
-  cmd/edgegw's hidden EDGEGW_PPROF=file) shows edgegw using 0.36 of a core, so it is not CPU-bound
-  but latency-bound: the outbox committer goroutine (bridge/outbox committer.go, Outbox.run →
-  Outbox.pass) runs every message's completion callback inline before it can start the next
-  write+fsync; those callbacks are 21 % of edgegw's CPU, of which broker/broker.go
-  interceptHook.ack → mochi Client.WritePacket is one write(2) per PUBACK (12 %) and the local
-  re-routing InjectPacket another 6 %; the fsync itself is 13 %. Upstream, the default in-flight
-  window of 256 (gateway/config Default, upstream.inflight) also caps the forwarding rate: with
-  BENCH_INFLIGHT=2048 what reaches the upstream matched the intake (23.3k of 23.4k msg/s, versus
-  17.5k of 19.2k at 256, same machine minutes apart). Next steps: complete callbacks off the
-  committer goroutine (so batch N+1's write+fsync overlaps batch N's PUBACKs), coalesce a batch's
-  PUBACKs per client into one write, skip local re-routing when no local subscriber matches, and
-  raise the default upstream inflight to ~1024. The cores were shared with other engineers' test
-  runs, so absolute rates vary from run to run (run 1 was on a loaded machine); the pairwise
-  ratio is the figure to read.
+- Steady throughput: a CPU profile (BENCH_PPROF=dir, which sets cmd/edgegw's hidden
+  EDGEGW_PPROF=file) of an earlier run at 0.85× showed edgegw latency-bound, not CPU-bound (0.36 of
+  a core): the outbox committer ran every completion inline, one write(2) per PUBACK (12 % of
+  CPU) and a local re-routing per message (6 %); the upstream in-flight window of 256 capped
+  forwarding; and the outbox reader formatted a segment path per message (7 %). Since then the
+  broker's acker writes a group commit's PUBACKs to each client in one write, off the committer
+  (broker/acker.go), skips local routing when nothing on the board subscribes, reads 32 KiB at a
+  time, the default upstream.inflight is 1024, and the path is formatted once per segment —
+  the table above is after those changes. The cost: more, smaller group commits, so more bytes
+  written per payload byte (each fsync rewrites a partial 4 KiB page). The cores are shared by
+  publisher, subscriber, both brokers and the bridge, so absolute rates vary from run to run; the
+  pairwise ratio is the figure to read.
 `
 
 func targets(res *results) string {
