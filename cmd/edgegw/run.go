@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sort"
+	"strings"
 	"syscall"
 
 	_ "github.com/edgegw/edgegw/devices/all" // every driver
@@ -21,19 +23,45 @@ func init() {
 	register(command{name: "check-config", summary: "check a configuration file and list every problem", run: checkConfigCmd})
 }
 
-// load reads the config and builds the gateway, printing every problem.
+// load reads the config and builds the gateway, printing every problem:
+// those of the file and those of each device's own keys, in line order.
 func load(path string, log *slog.Logger, stderr io.Writer) (*config.Config, *gateway.Gateway, int) {
 	cfg, err := config.Load(path)
-	if err != nil {
+	if err != nil && cfg == nil {
 		printConfigErrors(stderr, err)
 		return nil, nil, exitConfig
 	}
-	gw, err := gateway.Build(cfg, log)
-	if err != nil {
-		printConfigErrors(stderr, err)
+	var errs config.Errors
+	errors.As(err, &errs)
+	gw, berr := gateway.Build(cfg, log)
+	var bes config.Errors
+	if errors.As(berr, &bes) {
+		for _, e := range bes {
+			if !coveredBy(errs, e) {
+				errs = append(errs, e)
+			}
+		}
+	} else if berr != nil {
+		errs = append(errs, &config.Error{File: path, Msg: berr.Error()})
+	}
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		printConfigErrors(stderr, errs)
 		return nil, nil, exitConfig
 	}
 	return cfg, gw, exitOK
+}
+
+// coveredBy reports whether the file check already reported a problem in
+// the same table as e (a missing cafile is not worth a second "cannot load
+// TLS" line).
+func coveredBy(errs config.Errors, e *config.Error) bool {
+	for _, c := range errs {
+		if e.Key != "" && strings.HasPrefix(c.Key, e.Key) {
+			return true
+		}
+	}
+	return false
 }
 
 func printConfigErrors(w io.Writer, err error) {

@@ -213,7 +213,9 @@ func Load(path string) (*Config, error) {
 	return Parse(path, string(src))
 }
 
-// Parse checks configuration text; name is used in messages.
+// Parse checks configuration text; name is used in messages. With value
+// errors it returns them and the decoded configuration (not to be run, only
+// to check further); with syntax or shape errors the configuration is nil.
 func Parse(name, src string) (*Config, error) {
 	c := Default()
 	c.file = name
@@ -314,7 +316,10 @@ func Parse(name, src string) (*Config, error) {
 	c.validate(report)
 	sortErrors(errs)
 	if len(errs) > 0 {
-		return nil, errs
+		// The configuration is refused, but returned too: check-config
+		// goes on to check the devices' own keys, so every mistake is
+		// listed in one run.
+		return &c, errs
 	}
 	return &c, nil
 }
