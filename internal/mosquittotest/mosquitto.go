@@ -8,6 +8,7 @@ package mosquittotest
 import (
 	"bytes"
 	"fmt"
+	"github.com/edgegw/edgegw/internal/syncbuf"
 	"net"
 	"os"
 	"os/exec"
@@ -39,7 +40,7 @@ type Server struct {
 	Port int
 	Dir  string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	once sync.Once
 	done chan struct{}
 }
@@ -127,7 +128,7 @@ func StartE(dir string, o Options, freePort func() int) (*Server, error) {
 	if err := os.WriteFile(path, conf.Bytes(), 0o644); err != nil {
 		return nil, err
 	}
-	s := &Server{Port: port, Dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
+	s := &Server{Port: port, Dir: dir, out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command("mosquitto", "-c", path)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -169,20 +170,3 @@ func (s *Server) Stop() {
 
 // Log is everything mosquitto printed.
 func (s *Server) Log() string { return s.out.String() }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}

@@ -16,6 +16,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgegw/edgegw/internal/mosquittotest"
+	"github.com/edgegw/edgegw/internal/syncbuf"
 )
 
 // TestExternalBrokerKill9 runs the real binary on an external local broker
@@ -47,7 +48,7 @@ func externalKill9(t *testing.T, qos byte) {
 	sub := subscribe(t, f, up.Addr(), "sites/s1/gw-01/load/#", qos)
 
 	var proc *exec.Cmd
-	var out logBuffer
+	var out syncbuf.Buffer
 	start := func() {
 		proc = exec.Command(bin, "run", "-c", cfgPath)
 		proc.Stdout, proc.Stderr = &out, &out

@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -27,6 +26,7 @@ import (
 	"github.com/edgegw/edgegw/internal/mosquittotest"
 
 	_ "github.com/edgegw/edgegw/devices/all"
+	"github.com/edgegw/edgegw/internal/syncbuf"
 )
 
 // pki makes a CA, a server certificate for 127.0.0.1/localhost and client
@@ -116,27 +116,9 @@ func subscribe(t testing.TB, f certs.Files, addr, filter string, qos byte) *rece
 	return r
 }
 
-// logBuffer collects the gateway's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // runGateway builds and runs a gateway in-process from config text until the
 // test ends.
-func runGateway(t testing.TB, cfgText string) (*gateway.Gateway, *logBuffer) {
+func runGateway(t testing.TB, cfgText string) (*gateway.Gateway, *syncbuf.Buffer) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "gateway.toml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
@@ -146,7 +128,7 @@ func runGateway(t testing.TB, cfgText string) (*gateway.Gateway, *logBuffer) {
 	if err != nil {
 		t.Fatalf("config:\n%v", err)
 	}
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	gw, err := gateway.Build(cfg, log)
 	if err != nil {

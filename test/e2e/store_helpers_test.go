@@ -21,6 +21,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgegw/edgegw/internal/certs"
+	"github.com/edgegw/edgegw/internal/syncbuf"
 )
 
 // Helpers of the store-and-forward tests (issue 3): numbered messages on a
@@ -305,7 +306,7 @@ type gwProc struct {
 	t          testing.TB
 	bin, cfg   string
 	brokerAddr string
-	logs       *logBuffer
+	logs       *syncbuf.Buffer
 	cmd        *exec.Cmd
 	done       chan struct{}
 	starts     int
@@ -318,7 +319,7 @@ func newGwProc(t testing.TB, cfgText, brokerAddr string) *gwProc {
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &gwProc{t: t, bin: bin, cfg: path, brokerAddr: brokerAddr, logs: &logBuffer{}}
+	p := &gwProc{t: t, bin: bin, cfg: path, brokerAddr: brokerAddr, logs: &syncbuf.Buffer{}}
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
