@@ -116,7 +116,7 @@ type Bridge struct {
 	mu        sync.Mutex
 	lastErr   string
 	endpoint  string
-	maxSent   uint64 // highest seq sent in this process, for the DUP flag
+	maxSent   uint64 // highest seq that may have been sent before, for the DUP flag
 	acceptCtx context.Context
 	stop      context.CancelFunc
 }
@@ -142,7 +142,12 @@ func New(o Options) *Bridge {
 		o.BackoffMax = max(o.BackoffMin, 2*time.Second)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Bridge{o: o, log: o.Logger, acceptCtx: ctx, stop: cancel}
+	b := &Bridge{o: o, log: o.Logger, acceptCtx: ctx, stop: cancel}
+	if o.Outbox != nil {
+		// What an earlier run stored may have gone up before it ended.
+		b.maxSent = o.Outbox.FirstSeqThisRun() - 1
+	}
+	return b
 }
 
 // Wants reports whether a local topic is bridged out.

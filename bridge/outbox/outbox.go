@@ -90,6 +90,7 @@ type Outbox struct {
 	closed      bool
 	failed      error // sticky I/O error of the committer
 	nextSeq     uint64
+	openNext    uint64 // nextSeq when Open returned (read-only after)
 	qbuf        []byte
 	qents       []entry
 	writing     int64 // bytes of the batch the committer is writing
@@ -177,9 +178,15 @@ func Open(opts Options) (*Outbox, error) {
 		o.closeFiles()
 		return nil, fmt.Errorf("outbox: open %s: %w", c.Dir, err)
 	}
+	o.openNext = o.nextSeq
 	go o.run()
 	return o, nil
 }
+
+// FirstSeqThisRun is the seq of the first message appended since Open.
+// Messages below it were stored by an earlier run and may have been sent
+// upstream before it ended: the bridge marks their PUBLISH as DUP.
+func (o *Outbox) FirstSeqThisRun() uint64 { return o.openNext }
 
 // lockDir takes an exclusive flock on Dir/LOCK so that two processes never
 // share one outbox; the kernel drops it when the process dies.
