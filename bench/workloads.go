@@ -41,25 +41,14 @@ func secs(d time.Duration) float64 { return d.Seconds() }
 
 // steady: throughput of sz.steady QoS 1 messages, then latency at 1,000/s.
 func (b *bench) steady(ctx context.Context, kind string) (figures, error) {
-	r, err := newRig(b.root, b.pki, rigOpts{kind: kind})
+	n := b.sz.steady
+	r, sub, pub, err := b.start(ctx, rigOpts{kind: kind}, 1, n, b.sz.window, true)
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
-	n := b.sz.steady
-	sub, err := r.subscribe(1, 1, n, true)
-	if err != nil {
-		return nil, err
-	}
 	defer sub.Close()
-	pub, err := load.NewPublisher(r.pubConn("pub"), "readings/bench", 1, b.sz.window)
-	if err != nil {
-		return nil, err
-	}
 	defer pub.Close()
-	if err := warm(ctx, pub, sub, 20*time.Second); err != nil {
-		return nil, err
-	}
 	f := figures{}
 	t0 := time.Now()
 	if err := pub.Run(ctx, 0, n, 0, nil); err != nil {
@@ -91,25 +80,14 @@ func (b *bench) steady(ctx context.Context, kind string) (figures, error) {
 
 // outage: link cut, sz.outage messages accepted, link restored.
 func (b *bench) outage(ctx context.Context, kind string) (figures, error) {
-	r, err := newRig(b.root, b.pki, rigOpts{kind: kind})
+	n := b.sz.outage
+	r, sub, pub, err := b.start(ctx, rigOpts{kind: kind}, 1, n, b.sz.window, false)
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
-	n := b.sz.outage
-	sub, err := r.subscribe(1, 1, n, false)
-	if err != nil {
-		return nil, err
-	}
 	defer sub.Close()
-	pub, err := load.NewPublisher(r.pubConn("pub"), "readings/bench", 1, b.sz.window)
-	if err != nil {
-		return nil, err
-	}
 	defer pub.Close()
-	if err := warm(ctx, pub, sub, 20*time.Second); err != nil {
-		return nil, err
-	}
 	pid := r.p.pid()
 	f := figures{}
 	idle, _ := rss(pid)
@@ -166,25 +144,14 @@ func (b *bench) outage(ctx context.Context, kind string) (figures, error) {
 
 // crash: link cut, sz.crash messages accepted, kill -9, restart, restore.
 func (b *bench) crash(ctx context.Context, kind string) (figures, error) {
-	r, err := newRig(b.root, b.pki, rigOpts{kind: kind})
+	n := b.sz.crash
+	r, sub, pub, err := b.start(ctx, rigOpts{kind: kind}, 1, n, b.sz.window, false)
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
-	n := b.sz.crash
-	sub, err := r.subscribe(1, 1, n, false)
-	if err != nil {
-		return nil, err
-	}
 	defer sub.Close()
-	pub, err := load.NewPublisher(r.pubConn("pub"), "readings/bench", 1, b.sz.window)
-	if err != nil {
-		return nil, err
-	}
-	if err := warm(ctx, pub, sub, 20*time.Second); err != nil {
-		pub.Close()
-		return nil, err
-	}
+	// pub is closed below, where the workload needs it gone.
 	r.proxy.Cut()
 	acked := n
 	if err := pub.Run(ctx, 0, n, 0, nil); err != nil {
@@ -210,27 +177,16 @@ const qos2Window = 20
 func (b *bench) qos2(ctx context.Context, kind string) (figures, error) {
 	// Five cuts need five reconnects: both bridges get a quick backoff
 	// here (edgegw backoff_max 2 s, Mosquitto restart_timeout 1 2).
-	r, err := newRig(b.root, b.pki, rigOpts{kind: kind, qos: 2, backoffMax: "2s", mosqRestart: "1 2"})
+	n := b.sz.qos2
+	// Mosquitto refuses (disconnects) a 3.1.1 publisher with more incoming
+	// QoS 2 messages in flight than max_inflight_messages (default 20).
+	r, sub, pub, err := b.start(ctx, rigOpts{kind: kind, qos: 2, backoffMax: "2s", mosqRestart: "1 2"}, 2, n, qos2Window, false)
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
-	n := b.sz.qos2
-	sub, err := r.subscribe(2, 1, n, false)
-	if err != nil {
-		return nil, err
-	}
 	defer sub.Close()
-	// Mosquitto refuses (disconnects) a 3.1.1 publisher with more incoming
-	// QoS 2 messages in flight than max_inflight_messages (default 20).
-	pub, err := load.NewPublisher(r.pubConn("pub"), "readings/bench", 2, qos2Window)
-	if err != nil {
-		return nil, err
-	}
 	defer pub.Close()
-	if err := warm(ctx, pub, sub, 20*time.Second); err != nil {
-		return nil, err
-	}
 	var sent atomic.Int64
 	var cuts atomic.Int64
 	cctx, stopCuts := context.WithCancel(ctx)
@@ -424,25 +380,14 @@ var tookRe = regexp.MustCompile(`msg="outbox open".*took=(\S+)`)
 
 // backlog: issue 3 point 6 — sz.backlog messages queued during an outage.
 func (b *bench) backlog(ctx context.Context) (figures, error) {
-	r, err := newRig(b.root, b.pki, rigOpts{kind: kEdgegw})
+	n := b.sz.backlog
+	r, sub, pub, err := b.start(ctx, rigOpts{kind: kEdgegw}, 1, n, b.sz.window, false)
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
-	n := b.sz.backlog
-	sub, err := r.subscribe(1, 1, n, false)
-	if err != nil {
-		return nil, err
-	}
 	defer sub.Close()
-	pub, err := load.NewPublisher(r.pubConn("pub"), "readings/bench", 1, b.sz.window)
-	if err != nil {
-		return nil, err
-	}
-	if err := warm(ctx, pub, sub, 20*time.Second); err != nil {
-		pub.Close()
-		return nil, err
-	}
+	// pub is closed below, where the workload needs it gone.
 	pid := r.p.pid()
 	f := figures{}
 	idle, _ := rss(pid)
@@ -514,4 +459,32 @@ func sortedKeys(m map[string]float64) []string {
 	}
 	sort.Strings(k)
 	return k
+}
+
+// start makes a rig, an upstream subscriber expecting n messages and a
+// publisher with the given window at qos, and warms them up. The caller
+// closes all three.
+func (b *bench) start(ctx context.Context, o rigOpts, qos byte, n, window int, latency bool) (*rig, *load.Subscriber, *load.Publisher, error) {
+	r, err := newRig(b.root, b.pki, o)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sub, err := r.subscribe(qos, 1, n, latency)
+	if err != nil {
+		r.close()
+		return nil, nil, nil, err
+	}
+	pub, err := load.NewPublisher(r.pubConn("pub"), "readings/bench", qos, window)
+	if err != nil {
+		sub.Close()
+		r.close()
+		return nil, nil, nil, err
+	}
+	if err := warm(ctx, pub, sub, 20*time.Second); err != nil {
+		pub.Close()
+		sub.Close()
+		r.close()
+		return nil, nil, nil, err
+	}
+	return r, sub, pub, nil
 }
