@@ -147,7 +147,7 @@ func Open(opts Options) (*Outbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+	if err := mkdirAllSync(c.Dir); err != nil {
 		return nil, fmt.Errorf("outbox: create dir: %w", err)
 	}
 	lockF, err := lockDir(c.Dir)

@@ -121,6 +121,17 @@ func openStateLog(dir string, good int64) (*os.File, int64, error) {
 			f.Close()
 			return nil, 0, err
 		}
+		// A new log is made durable with its name at once: release marks
+		// are fsync'd into it, and an fsync of a file does not make its
+		// directory entry durable.
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		if err := syncDir(dir); err != nil {
+			f.Close()
+			return nil, 0, err
+		}
 		good = stateHeaderSize
 	} else if err := f.Truncate(good); err != nil {
 		f.Close()
@@ -167,6 +178,29 @@ func writeStateSnapshot(dir string, floor uint64, acked []span, released []uint6
 		return nil, 0, err
 	}
 	return f, int64(len(buf)), nil
+}
+
+// mkdirAllSync creates dir and its missing parents like os.MkdirAll, and
+// fsyncs the parent of each directory it creates: without that a power cut
+// can take a new directory, and the log in it, away after Open returned.
+func mkdirAllSync(dir string) error {
+	dir = filepath.Clean(dir)
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirAllSync(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return syncDir(parent)
 }
 
 func syncDir(dir string) error {
