@@ -576,6 +576,9 @@ type survivor struct {
 }
 
 func (m *Model) surviveLocked(mode CutMode, rng *rand.Rand) survivor {
+	if rng == nil {
+		rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+	}
 	s := survivor{data: map[uint64][]byte{}, ents: map[uint64]map[string]uint64{}}
 	inos := slices.Sorted(func(yield func(uint64) bool) {
 		for k := range m.nodes {
@@ -642,7 +645,7 @@ func maps(m map[string]uint64) map[string]uint64 {
 
 // PowerCut forgets what a power cut would take (per mode; rng is used by
 // CutTorn and may be nil otherwise): afterwards what a process sees is what
-// survived, all of it durable. Open files keep working on what is left of
+// survived, all of it durable (rng nil: seeded from the clock). Open files keep working on what is left of
 // them, as on a real machine they would not exist: kill their processes
 // first.
 func (m *Model) PowerCut(mode CutMode, rng *rand.Rand) {

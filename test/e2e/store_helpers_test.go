@@ -310,6 +310,9 @@ type gwProc struct {
 	cmd        *exec.Cmd
 	done       chan struct{}
 	starts     int
+	// command, if set, makes the command line of each start (a wrapper
+	// around bin and its arguments, e.g. to run it in its own namespace).
+	command func(bin string, args ...string) *exec.Cmd
 }
 
 func newGwProc(t testing.TB, cfgText, brokerAddr string) *gwProc {
@@ -336,6 +339,9 @@ func (p *gwProc) start() {
 	p.starts++
 	fmt.Fprintf(p.logs, "---- start %d\n", p.starts)
 	cmd := exec.Command(p.bin, "run", "-c", p.cfg)
+	if p.command != nil {
+		cmd = p.command(p.bin, "run", "-c", p.cfg)
+	}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
