@@ -360,7 +360,7 @@ type localWatch struct {
 func watchLocal(t testing.TB, addr, topic string, life *atomic.Int32) *localWatch {
 	t.Helper()
 	w := &localWatch{life: life}
-	opts := paho.NewClientOptions().AddBroker("tcp://"+addr).SetClientID("watch-local").SetCleanSession(true).
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("watch-local").SetCleanSession(true).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(20 * time.Millisecond).
 		SetMaxReconnectInterval(50 * time.Millisecond).SetConnectTimeout(time.Second).SetOrderMatters(true)
 	opts.SetOnConnectHandler(func(c paho.Client) {
