@@ -12,7 +12,8 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 GOBUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
 # Debian packages the tests and the demo use.
-DEB_PKGS    := mosquitto mosquitto-clients openssl socat qemu-user-static lintian systemd file
+# util-linux: unshare and mount for the power-cut rounds (FUSE is mounted with mount(2), no fuse3).
+DEB_PKGS    := mosquitto mosquitto-clients openssl socat qemu-user-static lintian systemd file util-linux mount
 TEST_TIMEOUT ?= 20m
 
 .PHONY: all build cross deb test test-short lint deps demo bench fuzz clean
