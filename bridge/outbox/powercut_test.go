@@ -37,7 +37,8 @@ func parsePCMark(note string) pcMark {
 }
 
 // pcWorkload drives the outbox on dir (a powerfs mount recording into m):
-// 200 messages over a few 4 KiB segments, acks in and out of order,
+// 200 messages (one in seven QoS 2, marked released) over a few 4 KiB
+// segments, acks in and out of order,
 // segments deleted, two Close/Open cycles (Close compacts the ack log:
 // write, fsync, rename, fsync dir). It returns seq -> payload of every
 // message appended.
@@ -66,7 +67,7 @@ func pcWorkload(t *testing.T, dir string, m *powerfs.Model) map[uint64]string {
 		}
 		ch := make(chan res, n)
 		for i := from; i < from+n; i++ {
-			msg := Message{Topic: fmt.Sprintf("readings/dev%d", i%3), QoS: 1, Payload: []byte(fmt.Sprintf("m-%04d-%s", i, strings.Repeat("x", i%40)))}
+			msg := Message{Topic: fmt.Sprintf("readings/dev%d", i%3), QoS: pcQoS(i), Payload: []byte(fmt.Sprintf("m-%04d-%s", i, strings.Repeat("x", i%40)))}
 			err := o.AppendAsync(context.Background(), msg, func(seq uint64, err error) {
 				if err == nil {
 					m.Mark(fmt.Sprintf("durable %d", seq))
@@ -105,14 +106,32 @@ func pcWorkload(t *testing.T, dir string, m *powerfs.Model) map[uint64]string {
 		return msg
 	}
 
+	release := func(o *Outbox, seq uint64) {
+		ch := make(chan error, 1)
+		o.MarkReleased(seq, func(err error) { ch <- err })
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatalf("workload: mark released %d: %v", seq, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("workload: mark released %d not reported within 10s", seq)
+		}
+		m.Mark(fmt.Sprintf("released %d", seq))
+	}
+
 	// Life 1: 80 messages in batches of 4; each batch read back and acked
-	// except every fifth message (holes: out-of-order acks).
+	// except every fifth message (holes: out-of-order acks). The QoS 2
+	// ones are marked released (PUBREC) first.
 	o := open()
 	var holes []uint64
 	for b := 0; b < 20; b++ {
 		appendBatch(o, b*4, 4)
 		for k := 0; k < 4; k++ {
 			msg := next(o)
+			if msg.QoS == 2 {
+				release(o, msg.Seq)
+			}
 			if msg.Seq%5 == 0 {
 				holes = append(holes, msg.Seq)
 				continue
@@ -150,8 +169,17 @@ func pcWorkload(t *testing.T, dir string, m *powerfs.Model) map[uint64]string {
 	return stored
 }
 
+// pcQoS is the QoS of the workload's message i: one in seven is QoS 2.
+func pcQoS(i int) byte {
+	if i%7 == 3 {
+		return 2
+	}
+	return 1
+}
+
 // pcExpect is what the marks up to a crash point promise.
 type pcExpect struct {
+	released     map[uint64]bool // MarkReleased reported durable
 	durable      map[uint64]bool // done callback fired without error
 	acked        map[uint64]bool // Ack returned
 	ackedDurable map[uint64]bool // acked before a Close returned
@@ -166,6 +194,8 @@ func (e *pcExpect) add(mk pcMark) {
 	case "acked":
 		e.acked[mk.seq] = true
 		e.maxSeq = max(e.maxSeq, mk.seq)
+	case "released":
+		e.released[mk.seq] = true
 	case "closed":
 		for s := range e.acked {
 			e.ackedDurable[s] = true
@@ -211,6 +241,8 @@ func checkCrashPoint(dir string, e *pcExpect, stored map[uint64]string) (pcResul
 		}
 		if e.acked[msg.Seq] {
 			res.dups++
+		} else if e.released[msg.Seq] && !msg.Released {
+			return res, fmt.Sprintf("QoS 2 seq %d was marked released (durably) yet comes back to be sent as a PUBLISH again", msg.Seq)
 		}
 		got[msg.Seq] = true
 	}
@@ -267,7 +299,7 @@ func TestPowerCutCrashPoints(t *testing.T) {
 	ops := model.Ops()
 
 	replay := powerfs.NewModel()
-	e := &pcExpect{durable: map[uint64]bool{}, acked: map[uint64]bool{}, ackedDurable: map[uint64]bool{}}
+	e := &pcExpect{released: map[uint64]bool{}, durable: map[uint64]bool{}, acked: map[uint64]bool{}, ackedDurable: map[uint64]bool{}}
 	scratch := t.TempDir()
 	var points, fileOps, syncs, maxDups, cutsChecked int
 	var dupAt string
