@@ -116,6 +116,13 @@ func TestPowerCutRounds(t *testing.T) {
 	stopPub := func() { cancel(); wg.Wait() }
 	defer stopPub()
 
+	// Cuts alternate: dropping all that is unsynced, and torn. A torn cut
+	// keeps a prefix of the unsynced ack log, which today is what keeps
+	// duplicates bounded; EDGEGW_POWERCUT_CUTS=drop makes every cut drop,
+	// which checks that acknowledgements are made durable on their own
+	// (today the whole history comes back after each cut: 5,211 after the
+	// 24th, so the run fails its duplicate bound).
+	allDrop := os.Getenv("EDGEGW_POWERCUT_CUTS") == "drop"
 	rng := mrand.New(mrand.NewPCG(11, uint64(time.Now().UnixNano())))
 	linkCuts, torn := 0, 0
 	start := time.Now()
@@ -129,7 +136,7 @@ func TestPowerCutRounds(t *testing.T) {
 		}
 		gw.kill()
 		mode := powerfs.CutDrop
-		if i%2 == 1 {
+		if i%2 == 1 && !allDrop {
 			mode = powerfs.CutTorn
 			torn++
 		}
@@ -166,7 +173,7 @@ func TestPowerCutRounds(t *testing.T) {
 	worst := slices.Max(append(dups, 0))
 	var afterDrop, afterTorn int
 	for j, n := range dups { // dups[j] follows the cut of round j+1
-		if j%2 == 1 {
+		if j%2 == 1 && !allDrop {
 			afterTorn = max(afterTorn, n)
 		} else {
 			afterDrop = max(afterDrop, n)
