@@ -24,6 +24,9 @@ import (
 // and the contract is checked against what the marks before that point
 // promise.
 
+// pcSegmentBytes is small, so that 200 messages fill several segments.
+const pcSegmentBytes = 4 << 10
+
 // pcMark is a mark of the workload in the operation log.
 type pcMark struct {
 	kind string // "durable", "acked", "closed"
@@ -45,7 +48,7 @@ func parsePCMark(note string) pcMark {
 func pcWorkload(t *testing.T, dir string, m *powerfs.Model) map[uint64]string {
 	t.Helper()
 	stored := map[uint64]string{}
-	opts := Options{Dir: dir, SegmentBytes: minSegmentBytes}
+	opts := Options{Dir: dir, SegmentBytes: pcSegmentBytes}
 	open := func() *Outbox {
 		o, err := Open(opts)
 		if err != nil {
@@ -214,7 +217,7 @@ type pcResult struct {
 // violation, or "".
 func checkCrashPoint(dir string, e *pcExpect, stored map[uint64]string) (pcResult, string) {
 	var res pcResult
-	o, err := Open(Options{Dir: dir, SegmentBytes: minSegmentBytes})
+	o, err := Open(Options{Dir: dir, SegmentBytes: pcSegmentBytes})
 	if err != nil {
 		return res, fmt.Sprintf("Open failed: %v", err)
 	}
