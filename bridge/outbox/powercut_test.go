@@ -341,8 +341,8 @@ func TestPowerCutCrashPoints(t *testing.T) {
 			}
 			res, bad := checkCrashPoint(filepath.Join(d, "outbox"), e, stored)
 			if bad != "" {
-				for i := 0; i < k && os.Getenv("PC_DEBUG") != ""; i++ {
-					t.Log(i, ops[i].String())
+				for i := max(0, k-40); i < k; i++ {
+					t.Logf("op %d: %v", i, ops[i]) // what led there
 				}
 				t.Fatalf("crash point %d of %d (after %v), cut %v: %s", k, len(ops), opAt(ops, k-1), mode, bad)
 			}
