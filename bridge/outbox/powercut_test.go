@@ -45,10 +45,10 @@ func parsePCMark(note string) pcMark {
 // segments deleted, two Close/Open cycles (Close compacts the ack log:
 // write, fsync, rename, fsync dir). It returns seq -> payload of every
 // message appended.
-func pcWorkload(t *testing.T, dir string, m *powerfs.Model) map[uint64]string {
+func pcWorkload(t *testing.T, dir string, fsync FsyncMode, m *powerfs.Model) map[uint64]string {
 	t.Helper()
 	stored := map[uint64]string{}
-	opts := Options{Dir: dir, SegmentBytes: pcSegmentBytes}
+	opts := Options{Dir: dir, SegmentBytes: pcSegmentBytes, Fsync: fsync}
 	open := func() *Outbox {
 		o, err := Open(opts)
 		if err != nil {
@@ -215,9 +215,9 @@ type pcResult struct {
 // checkCrashPoint opens the outbox on dir (the state left by a cut) and
 // checks the contract against e. It returns a description of the first
 // violation, or "".
-func checkCrashPoint(dir string, e *pcExpect, stored map[uint64]string) (pcResult, string) {
+func checkCrashPoint(dir string, fsync FsyncMode, e *pcExpect, stored map[uint64]string) (pcResult, string) {
 	var res pcResult
-	o, err := Open(Options{Dir: dir, SegmentBytes: pcSegmentBytes})
+	o, err := Open(Options{Dir: dir, SegmentBytes: pcSegmentBytes, Fsync: fsync})
 	if err != nil {
 		return res, fmt.Sprintf("Open failed: %v", err)
 	}
@@ -274,10 +274,12 @@ func checkCrashPoint(dir string, e *pcExpect, stored map[uint64]string) (pcResul
 	return res, ""
 }
 
-// TestPowerCutCrashPoints enumerates every crash point of pcWorkload. At
-// each point (after every file operation) it cuts in two ways, dropping
-// all that is not durable and tearing it (a seeded random prefix kept),
-// and at every eighth point it also keeps everything (what kill -9 leaves).
+// TestPowerCutCrashPoints enumerates every crash point of pcWorkload, in
+// the fsync modes that promise durability (FsyncInterval says it does not
+// survive a power loss). At each point (after every file operation) it
+// cuts in two ways, dropping all that is not durable and tearing it (a
+// seeded random prefix kept), and at every eighth point it also keeps
+// everything (what kill -9 leaves).
 func TestPowerCutCrashPoints(t *testing.T) {
 	if err := powerfs.Available(); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -285,6 +287,15 @@ func TestPowerCutCrashPoints(t *testing.T) {
 		}
 		t.Skipf("skipping: %v (run as root with /dev/fuse)", err)
 	}
+	for _, c := range []struct {
+		fsync FsyncMode
+		every int // check every n-th point (FsyncAlways has three times as many)
+	}{{FsyncBatch, 1}, {FsyncAlways, 3}} {
+		t.Run(c.fsync.String(), func(t *testing.T) { crashPoints(t, c.fsync, c.every) })
+	}
+}
+
+func crashPoints(t *testing.T, fsync FsyncMode, every int) {
 	model := powerfs.NewModel()
 	srv, err := powerfs.Mount(model, t.TempDir())
 	if err != nil {
@@ -297,7 +308,7 @@ func TestPowerCutCrashPoints(t *testing.T) {
 	})
 	model.Record(true)
 	dir := filepath.Join(srv.Dir(), "outbox")
-	stored := pcWorkload(t, dir, model)
+	stored := pcWorkload(t, dir, fsync, model)
 	model.Record(false)
 	ops := model.Ops()
 
@@ -325,6 +336,9 @@ func TestPowerCutCrashPoints(t *testing.T) {
 		if k < len(ops) && ops[k].Kind == powerfs.OpMark {
 			continue // the same state as after the marks that follow
 		}
+		if fileOps%every != 0 && k < len(ops) {
+			continue
+		}
 		points++
 		modes := []powerfs.CutMode{powerfs.CutDrop, powerfs.CutTorn}
 		if points%8 == 0 {
@@ -339,7 +353,7 @@ func TestPowerCutCrashPoints(t *testing.T) {
 			if err := replay.Materialise(d, mode, rng); err != nil {
 				t.Fatal(err)
 			}
-			res, bad := checkCrashPoint(filepath.Join(d, "outbox"), e, stored)
+			res, bad := checkCrashPoint(filepath.Join(d, "outbox"), fsync, e, stored)
 			if bad != "" {
 				for i := max(0, k-40); i < k; i++ {
 					t.Logf("op %d: %v", i, ops[i]) // what led there
