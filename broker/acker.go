@@ -2,6 +2,7 @@ package broker
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -31,10 +32,6 @@ type ackItem struct {
 	pk  packets.Packet
 	err error
 }
-
-// ackWriteTimeout bounds a write to one client, so a publisher that stops
-// reading cannot hold up everyone else's acknowledgements.
-const ackWriteTimeout = 10 * time.Second
 
 func newAcker(b *Broker) *acker {
 	a := &acker{b: b, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
@@ -101,7 +98,11 @@ func (a *acker) process(batch []ackItem) {
 		if it.pk.FixedHeader.Qos == 2 {
 			typ = packets.Pubrec
 			// So the PUBREL that follows finds it and gets its PUBCOMP.
-			it.cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: it.pk.PacketID, Created: time.Now().Unix()})
+			// mochi's PUBREL handling takes one off its in-flight count
+			// for it: add it here, as mochi does when it sends a PUBREC.
+			if it.cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: it.pk.PacketID, Created: time.Now().Unix()}) {
+				atomic.AddInt64(&b.srv.Info.Inflight, 1)
+			}
 		}
 		buf, ok := bufs[it.cl]
 		if !ok {
@@ -130,7 +131,9 @@ func (a *acker) process(batch []ackItem) {
 }
 
 // write sends bytes to a client under the client's own lock, as mochi's
-// WritePacket does, so they never interleave with mochi's writes.
+// WritePacket does, so they never interleave with mochi's writes. The
+// connection is a guardConn: the write only queues, so a publisher that
+// stops reading cannot hold up everyone else's acknowledgements.
 func (a *acker) write(cl *mqtt.Client, p []byte) {
 	if len(p) == 0 {
 		return
@@ -140,10 +143,7 @@ func (a *acker) write(cl *mqtt.Client, p []byte) {
 	if cl.Closed() || cl.Net.Conn == nil {
 		return
 	}
-	_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(ackWriteTimeout))
-	_, err := cl.Net.Conn.Write(p)
-	_ = cl.Net.Conn.SetWriteDeadline(time.Time{})
-	if err != nil {
+	if _, err := cl.Net.Conn.Write(p); err != nil {
 		a.b.log.Debug("acknowledgements not written", "client", cl.ID, "error", err)
 	}
 }

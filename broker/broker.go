@@ -25,10 +25,10 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	mauth "github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/edgegw/edgegw/broker/auth"
+	"github.com/edgegw/edgegw/internal/ratelog"
 )
 
 // Message is one MQTT application message.
@@ -72,6 +72,10 @@ type Options struct {
 	// UseIdentityAsUsername takes a TLS client certificate's CN as the user
 	// name (on the TLS listener).
 	UseIdentityAsUsername bool
+	// Limits bound what one network client can cost (limits.go).
+	Limits Limits
+	// Protect reserves topics for the gateway itself (protect.go).
+	Protect Protect
 	// Logger is tagged component=broker.
 	Logger *slog.Logger
 }
@@ -85,6 +89,8 @@ type Broker struct {
 	down  *mqtt.Client // inline client for messages from upstream: never intercepted
 
 	acks  *acker
+	lim   *limits
+	guard *protectHook
 	icept atomic.Pointer[interceptorBox]
 	subID atomic.Int32
 
@@ -101,7 +107,12 @@ func New(o Options) (*Broker, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	// Lines that repeat per message or per socket are rate-limited.
+	rlog := ratelog.Wrap(log)
+	lim := newLimits(o.Limits, rlog)
 	caps := mqtt.NewDefaultServerCapabilities()
+	// Refused from the fixed header, before mochi allocates the body.
+	caps.MaximumPacketSize = uint32(lim.maxPacket)
 	srv := mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Capabilities: caps,
@@ -110,9 +121,9 @@ func New(o Options) (*Broker, error) {
 		ClientNetReadBufferSize:  32 << 10,
 		ClientNetWriteBufferSize: 32 << 10,
 		// mochi logs every connect at Info; keep the journal readable.
-		Logger: slog.New(levelFilter{log.Handler(), slog.LevelWarn}),
+		Logger: slog.New(levelFilter{rlog.Handler(), slog.LevelWarn}),
 	})
-	b := &Broker{srv: srv, opts: o, log: log, addrs: map[string]net.Addr{}}
+	b := &Broker{srv: srv, opts: o, log: rlog, lim: lim, addrs: map[string]net.Addr{}}
 	b.route = srv.NewClient(nil, mqtt.LocalListener, "edgegw-route", true)
 	b.down = srv.NewClient(nil, mqtt.LocalListener, "edgegw-bridge-in", true)
 	if err := srv.AddHook(&interceptHook{b: b}, nil); err != nil {
@@ -129,7 +140,10 @@ func New(o Options) (*Broker, error) {
 		}
 		h = ah
 	}
-	if err := srv.AddHook(h, nil); err != nil {
+	// The protection wraps the access hook: mochi lets a client do what
+	// any one hook allows, so a second hook could not refuse anything.
+	b.guard = newProtectHook(h, o.Protect, rlog)
+	if err := srv.AddHook(b.guard, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.acks = newAcker(b)
@@ -176,7 +190,7 @@ func (b *Broker) listen(id, addr string, tc *tls.Config) error {
 	b.mu.Lock()
 	b.addrs[id] = ln.Addr()
 	b.mu.Unlock()
-	if err := b.srv.AddListener(&netListener{id: id, ln: ln}); err != nil {
+	if err := b.srv.AddListener(&netListener{id: id, ln: ln, lim: b.lim}); err != nil {
 		ln.Close()
 		return fmt.Errorf("broker: %w", err)
 	}
@@ -201,6 +215,8 @@ func (b *Broker) Close() error {
 	b.mu.Unlock()
 	err := b.srv.Close()
 	b.acks.close()
+	// Each connection's writer ends within closeFlushTimeout of its close.
+	b.lim.writers.Wait()
 	return err
 }
 
@@ -237,6 +253,17 @@ type Stats struct {
 	MessagesSent     int64
 	Retained         int64
 	Subscriptions    int64
+	// Inflight is mochi's count of QoS 1/2 exchanges in progress.
+	Inflight int64
+	// Connections is the number of open network connections (Limits).
+	Connections int64
+	// What the Limits and the topic protection refused.
+	SlowClientsDropped uint64 // disconnected: did not read what they were sent
+	ConnectTimeouts    uint64 // closed: no CONNECT within connect_timeout
+	OversizedPackets   uint64 // disconnected: packet over max_packet_size
+	ConnectionsRefused uint64 // closed at once: max_connections reached
+	ForgedReadings     uint64 // publishes refused on a device's reading topic
+	ForgedCommands     uint64 // publishes refused on a command topic
 }
 
 // Stats returns the broker's counters.
@@ -248,6 +275,15 @@ func (b *Broker) Stats() Stats {
 		MessagesSent:     atomic.LoadInt64(&i.MessagesSent),
 		Retained:         atomic.LoadInt64(&i.Retained),
 		Subscriptions:    atomic.LoadInt64(&i.Subscriptions),
+		Inflight:         atomic.LoadInt64(&i.Inflight),
+
+		Connections:        b.lim.conns.Load(),
+		SlowClientsDropped: b.lim.slowDropped.Load(),
+		ConnectTimeouts:    b.lim.connectTimeouts.Load(),
+		OversizedPackets:   b.lim.oversized.Load(),
+		ConnectionsRefused: b.lim.connsRefused.Load(),
+		ForgedReadings:     b.guard.forgedReadings.Load(),
+		ForgedCommands:     b.guard.forgedCommands.Load(),
 	}
 }
 
@@ -293,32 +329,6 @@ func (h *interceptHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.P
 	// writes it and routes the packet to local subscribers.
 	box.Accept(m, func(err error) { b.acks.push(ackItem{cl: cl, pk: pk, err: err}) })
 	return pk, packets.ErrRejectPacket
-}
-
-// netListener adapts an already-bound net.Listener to mochi's Listener.
-type netListener struct {
-	id   string
-	ln   net.Listener
-	once sync.Once
-}
-
-func (l *netListener) ID() string              { return l.id }
-func (l *netListener) Address() string         { return l.ln.Addr().String() }
-func (l *netListener) Protocol() string        { return "tcp" }
-func (l *netListener) Init(*slog.Logger) error { return nil }
-func (l *netListener) Close(closeClients listeners.CloseFn) {
-	l.once.Do(func() { l.ln.Close() })
-	closeClients(l.id)
-}
-
-func (l *netListener) Serve(establish listeners.EstablishFn) {
-	for {
-		conn, err := l.ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() { _ = establish(l.id, conn) }()
-	}
 }
 
 // levelFilter drops records below a level (mochi is chatty at Info).

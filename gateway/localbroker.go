@@ -7,6 +7,7 @@ import (
 	"github.com/edgegw/edgegw/bridge"
 	"github.com/edgegw/edgegw/broker"
 	"github.com/edgegw/edgegw/broker/extbroker"
+	"github.com/edgegw/edgegw/devices"
 	"github.com/edgegw/edgegw/gateway/config"
 	"github.com/edgegw/edgegw/internal/tlsx"
 )
@@ -85,7 +86,20 @@ func (g *Gateway) newLocalBroker() (localBroker, error) {
 // with a warning at every start.
 func (g *Gateway) brokerOptions() (broker.Options, error) {
 	b := g.cfg.Broker
-	o := broker.Options{Listen: b.Listen, PasswordFile: b.PasswordFile, ACLFile: b.ACLFile, Logger: g.log.With("component", "broker")}
+	o := broker.Options{
+		Listen: b.Listen, PasswordFile: b.PasswordFile, ACLFile: b.ACLFile,
+		Limits: broker.Limits{
+			MaxPacketSize:  int(b.MaxPacketSize.Bytes),
+			MaxConnections: b.MaxConnections,
+			ConnectTimeout: b.ConnectTimeout.Duration,
+			WriteTimeout:   b.WriteTimeout.Duration,
+			ClientQueue:    int(b.ClientQueue.Bytes),
+		},
+		Logger: g.log.With("component", "broker"),
+	}
+	if b.Protected() {
+		o.Protect = g.protectedTopics()
+	}
 	loopback := isLoopback(b.Listen)
 	if b.TLS != nil {
 		loopback = loopback && isLoopback(b.TLS.Listen)
@@ -122,4 +136,26 @@ func isLoopback(hostport string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// protectedTopics are the topics no local client may publish to while
+// [broker] protect_topics is on: each device's reading topic (only the
+// gateway writes it), and the command topics: each output device's
+// "<topic>/set" and the local side of every "in" rule (only messages from
+// upstream write them). A "both" rule is not protected: local clients
+// publishing on it is its point.
+func (g *Gateway) protectedTopics() broker.Protect {
+	var p broker.Protect
+	for _, d := range g.devices {
+		p.Readings = append(p.Readings, d.topic)
+		if _, ok := d.dev.(devices.Commander); ok {
+			p.Commands = append(p.Commands, d.topic+"/set")
+		}
+	}
+	for _, r := range g.rules {
+		if r.Direction == bridge.In {
+			p.Commands = append(p.Commands, r.LocalPrefix+r.Pattern)
+		}
+	}
+	return p
 }

@@ -154,6 +154,22 @@ func (g *Gateway) writeMetrics() []byte {
 	w.one("edgegw_broker_messages_sent_total", "counter", "PUBLISH messages the local broker sent to subscribers.", float64(s.Broker.MessagesSent))
 	w.one("edgegw_broker_subscriptions", "gauge", "Subscriptions on the local broker.", float64(s.Broker.Subscriptions))
 	w.one("edgegw_broker_retained", "gauge", "Retained messages on the local broker.", float64(s.Broker.Retained))
+	w.one("edgegw_broker_inflight", "gauge", "QoS 1/2 exchanges in progress on the local broker.", float64(s.Broker.Inflight))
+	w.one("edgegw_broker_connections", "gauge", "Open network connections to the local broker ([broker] max_connections caps them).", float64(s.Broker.Connections))
+	w.family("edgegw_broker_clients_refused_total", "counter", "Local clients disconnected or refused by a [broker] limit or topic protection, by reason.")
+	for _, r := range []struct {
+		reason string
+		n      uint64
+	}{
+		{"slow_consumer", s.Broker.SlowClientsDropped},
+		{"connect_timeout", s.Broker.ConnectTimeouts},
+		{"packet_too_large", s.Broker.OversizedPackets},
+		{"max_connections", s.Broker.ConnectionsRefused},
+		{"forged_reading", s.Broker.ForgedReadings},
+		{"forged_command", s.Broker.ForgedCommands},
+	} {
+		w.sample(float64(r.n), "reason", r.reason)
+	}
 
 	// Bridge and outbox.
 	if br := s.Bridge; br != nil {

@@ -100,7 +100,8 @@ func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 
 func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (bool, string) {
 	if h.o.UseIdentityAsUsername {
-		if tc, isTLS := cl.Net.Conn.(*tls.Conn); isTLS {
+		// The broker wraps each connection; a TLS one still tells its state.
+		if tc, isTLS := cl.Net.Conn.(interface{ ConnectionState() tls.ConnectionState }); isTLS {
 			certs := tc.ConnectionState().PeerCertificates
 			if len(certs) == 0 || certs[0].Subject.CommonName == "" {
 				return false, "use_identity_as_username: no client certificate with a CN"

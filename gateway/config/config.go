@@ -65,6 +65,17 @@ type Broker struct {
 	ACLFile              string     `toml:"acl_file"`
 	AllowAnonymous       *bool      `toml:"allow_anonymous"`
 	TLS                  *BrokerTLS `toml:"tls"`
+
+	// What one network client may cost the embedded broker, all applied
+	// before authentication (broker.Limits).
+	MaxPacketSize  Size     `toml:"max_packet_size"` // largest packet accepted
+	MaxConnections int      `toml:"max_connections"` // concurrent network connections
+	ConnectTimeout Duration `toml:"connect_timeout"` // from accept to CONNECT, TLS handshake included
+	WriteTimeout   Duration `toml:"write_timeout"`   // one write to a client; a slower one is disconnected
+	ClientQueue    Size     `toml:"client_queue"`    // bytes waiting for one client; more disconnects it
+	// ProtectTopics (default true) reserves the devices' reading topics for
+	// the gateway and the command topics for messages from upstream.
+	ProtectTopics *bool `toml:"protect_topics"`
 }
 
 // BrokerTLS is [broker.tls]: an optional TLS listener on the local broker.
@@ -184,7 +195,14 @@ func Default() Config {
 			HTTPListen: "127.0.0.1:9100",
 			Clock:      "auto",
 		},
-		Broker: Broker{Listen: "127.0.0.1:1883"},
+		Broker: Broker{
+			Listen:         "127.0.0.1:1883",
+			MaxPacketSize:  Size{Bytes: 256 << 10},
+			MaxConnections: 64,
+			ConnectTimeout: Duration{Duration: 10e9},
+			WriteTimeout:   Duration{Duration: 10e9},
+			ClientQueue:    Size{Bytes: 1 << 20},
+		},
 		Buffer: Buffer{
 			MaxBytes:     Size{Bytes: 256 << 20},
 			FullPolicy:   "drop_oldest",

@@ -40,6 +40,7 @@ func (c *Config) validate(report func(path, msg string)) {
 	} else if b.ExternalUsername != "" || b.ExternalPasswordFile != "" {
 		report("broker.external", "is required with external_username or external_password_file (they log in to an external broker)")
 	}
+	validateBrokerLimits(report, b)
 	fileExists(report, "broker.external_password_file", b.ExternalPasswordFile)
 	fileExists(report, "broker.password_file", b.PasswordFile)
 	fileExists(report, "broker.acl_file", b.ACLFile)

@@ -1,0 +1,76 @@
+package broker
+
+import (
+	"log/slog"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/edgegw/edgegw/internal/topic"
+)
+
+// Protect reserves topics for the gateway itself: no network client may
+// publish to them, whatever the ACL file says. Subscribing stays open.
+type Protect struct {
+	// Readings are the topics the gateway's devices publish to: only the
+	// gateway (Publish) may write them, so a local program cannot forge a
+	// reading.
+	Readings []string
+	// Commands are the topic filters whose messages come down from
+	// upstream (the local side of "in" rules, command topics of output
+	// devices): only the bridge (Deliver) may write them.
+	Commands []string
+}
+
+// protectHook is the broker's access hook: it refuses writes to protected
+// topics by network clients and asks the inner hook (the password file and
+// ACL, or allow-all) everything else.
+type protectHook struct {
+	mqtt.HookBase
+	inner mqtt.Hook
+	p     Protect
+	log   *slog.Logger
+
+	forgedReadings atomic.Uint64
+	forgedCommands atomic.Uint64
+}
+
+func newProtectHook(inner mqtt.Hook, p Protect, log *slog.Logger) *protectHook {
+	return &protectHook{inner: inner, p: p, log: log}
+}
+
+func (h *protectHook) ID() string { return "edgegw-access" }
+
+func (h *protectHook) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (h *protectHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	return h.inner.OnConnectAuthenticate(cl, pk)
+}
+
+func (h *protectHook) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {
+	if write && !cl.Net.Inline {
+		if matchAny(h.p.Readings, t) {
+			h.forgedReadings.Add(1)
+			h.log.Warn("publish refused: the topic is a device's reading topic, reserved for the gateway (set [broker] protect_topics = false to allow)", "client", cl.ID, "remote", cl.Net.Remote, "topic", t)
+			return false
+		}
+		if matchAny(h.p.Commands, t) {
+			h.forgedCommands.Add(1)
+			h.log.Warn("publish refused: the topic is a command topic, writable only from upstream (set [broker] protect_topics = false to allow)", "client", cl.ID, "remote", cl.Net.Remote, "topic", t)
+			return false
+		}
+	}
+	return h.inner.OnACLCheck(cl, t, write)
+}
+
+func matchAny(filters []string, t string) bool {
+	for _, f := range filters {
+		if topic.Match(f, t) {
+			return true
+		}
+	}
+	return false
+}
