@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edgegw/edgegw/devices"
 )
@@ -23,11 +24,11 @@ const tsLayout = "2006-01-02T15:04:05.000Z07:00"
 // synchronised when the reading was stamped (see clock.go).
 func encodeReading(dst []byte, gw, device, typ string, seq uint64, ts time.Time, uncertain bool, r devices.Reading) []byte {
 	dst = append(dst, `{"gateway":`...)
-	dst = strconv.AppendQuote(dst, gw)
+	dst = appendString(dst, gw)
 	dst = append(dst, `,"device":`...)
-	dst = strconv.AppendQuote(dst, device)
+	dst = appendString(dst, device)
 	dst = append(dst, `,"type":`...)
-	dst = strconv.AppendQuote(dst, typ)
+	dst = appendString(dst, typ)
 	dst = append(dst, `,"seq":`...)
 	dst = strconv.AppendUint(dst, seq, 10)
 	dst = append(dst, `,"ts":"`...)
@@ -80,4 +81,46 @@ func appendJSON(dst []byte, v any) []byte {
 		return append(dst, "null"...)
 	}
 	return append(dst, b...)
+}
+
+// appendString appends s as a JSON string (RFC 8259): quote, backslash and
+// control characters escaped, invalid UTF-8 replaced by U+FFFD, U+2028 and
+// U+2029 escaped so the payload is also safe inside JavaScript. Go's quoting
+// (strconv.Quote) is not JSON: it writes \x01 and \a, which JSON parsers
+// refuse.
+func appendString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
 }

@@ -1,0 +1,137 @@
+package broker
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+// acceptAll is an interceptor that wants every topic and stores nothing.
+type acceptAll struct{}
+
+func (acceptAll) Wants(string) bool { return true }
+func (acceptAll) Accept(_ Message, done func(error)) {
+	if done != nil {
+		done(nil)
+	}
+}
+
+func startBroker(t *testing.T, o Options) *Broker {
+	t.Helper()
+	o.Listen = "127.0.0.1:0"
+	o.AllowAnonymous = true
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	b, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func client(t *testing.T, b *Broker, id string) paho.Client {
+	t.Helper()
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + b.Addr("tcp").String()).SetClientID(id).
+		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetOrderMatters(true))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("%s: connect: %v", id, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(50) })
+	return c
+}
+
+// TestInflightCountAfterBridgedQoS2: a bridged QoS 2 exchange (PUBLISH,
+// PUBREC held back by the acker, PUBREL, PUBCOMP) leaves mochi's in-flight
+// count where it was. The acker stored the PUBREC without counting it, and
+// the PUBREL took one off: -1 per message.
+func TestInflightCountAfterBridgedQoS2(t *testing.T) {
+	for _, n := range []int{1, 25} {
+		t.Run(fmt.Sprintf("%d messages", n), func(t *testing.T) {
+			b := startBroker(t, Options{})
+			b.SetInterceptor(acceptAll{})
+			c := client(t, b, "q2")
+			for i := range n {
+				if tok := c.Publish("readings/x", 2, false, fmt.Sprint(i)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+					t.Fatalf("publish %d: %v", i, tok.Error())
+				}
+			}
+			if got := b.Stats().Inflight; got != 0 {
+				t.Fatalf("in-flight count after %d completed QoS 2 exchanges = %d, want 0", n, got)
+			}
+		})
+	}
+}
+
+// TestProtectedTopics: a network client cannot publish on a device's
+// reading topic or a command topic (refused and counted, at QoS 0 and 1);
+// the gateway's own Publish and the bridge's Deliver still reach local
+// subscribers, and other topics stay open.
+func TestProtectedTopics(t *testing.T) {
+	b := startBroker(t, Options{Protect: Protect{Readings: []string{"readings/door"}, Commands: []string{"cmd/#", "relays/door/set"}}})
+	var mu sync.Mutex
+	got := map[string]int{}
+	arrived := make(chan string, 64)
+	sub := client(t, b, "watcher")
+	if tok := sub.Subscribe("#", 1, func(_ paho.Client, m paho.Message) {
+		mu.Lock()
+		got[m.Topic()+" "+string(m.Payload())]++
+		mu.Unlock()
+		arrived <- m.Topic() + " " + string(m.Payload())
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	cases := []struct {
+		topic   string
+		qos     byte
+		refused bool
+	}{
+		{"readings/door", 0, true},
+		{"readings/door", 1, true},
+		{"cmd/relay", 0, true},
+		{"relays/door/set", 1, true},
+		{"readings/door/extra", 0, false},
+		{"other", 1, false},
+	}
+	for i, tc := range cases {
+		c := client(t, b, fmt.Sprintf("local-%d", i))
+		tok := c.Publish(tc.topic, tc.qos, false, "forged")
+		tok.WaitTimeout(2 * time.Second) // a refused QoS 1 ends the connection (MQTT 3.1.1)
+	}
+	if err := b.Publish(Message{Topic: "readings/door", Payload: []byte("own"), QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Deliver(Message{Topic: "cmd/relay", Payload: []byte("down"), QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"readings/door/extra forged": true, "other forged": true, "readings/door own": true, "cmd/relay down": true}
+	deadline := time.After(5 * time.Second)
+	for len(want) > 0 {
+		select {
+		case m := <-arrived:
+			delete(want, m)
+		case <-deadline:
+			t.Fatalf("not delivered: %v", want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, tc := range cases {
+		if n := got[tc.topic+" forged"]; tc.refused && n != 0 {
+			t.Errorf("forged %s (QoS %d) was delivered", tc.topic, tc.qos)
+		}
+	}
+	st := b.Stats()
+	if st.ForgedReadings != 2 || st.ForgedCommands != 2 {
+		t.Errorf("counted %d forged readings and %d forged commands, want 2 and 2", st.ForgedReadings, st.ForgedCommands)
+	}
+}
