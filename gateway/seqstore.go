@@ -24,6 +24,7 @@ import (
 // a power cut is then never more than syncEvery behind, one fsync per 500
 // readings instead of one per reading.
 type seqStore struct {
+	lock   *dataLock // data_dir/LOCK, held until close (datalock.go)
 	dir    string
 	bootID string
 	mu     sync.Mutex
@@ -44,17 +45,25 @@ const (
 // line: 20-digit seq, space, 36-char boot id, space, clean flag, newline.
 const seqLineLen = 20 + 1 + 36 + 1 + 1 + 1
 
+// openSeqStore locks data_dir first: in every mode, with or without an
+// upstream, it is the first thing that uses it.
 func openSeqStore(dataDir string) (*seqStore, error) {
+	lock, err := lockDataDir(dataDir)
+	if err != nil {
+		return nil, err
+	}
 	dir := filepath.Join(dataDir, "seq")
 	if _, err := os.Stat(dir); err != nil {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
+			lock.release()
 			return nil, fmt.Errorf("sequence numbers: %w", err)
 		}
 		if err := syncDir(dataDir); err != nil {
+			lock.release()
 			return nil, fmt.Errorf("sequence numbers: %w", err)
 		}
 	}
-	return &seqStore{dir: dir, bootID: bootID(), files: map[string]*seqFile{}}, nil
+	return &seqStore{lock: lock, dir: dir, bootID: bootID(), files: map[string]*seqFile{}}, nil
 }
 
 func bootID() string {
@@ -159,5 +168,6 @@ func (s *seqStore) close() error {
 		sf.f.Close()
 	}
 	s.files = map[string]*seqFile{}
+	s.lock.release()
 	return first
 }
