@@ -3,10 +3,21 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 )
+
+// warnHTTPListen warns when the health and metrics endpoint is reachable
+// from the network: it has no authentication, and /status and /metrics tell
+// anyone the gateway's devices, topics and upstream address (as the broker
+// warns about anonymous network listeners).
+func warnHTTPListen(log *slog.Logger, addr string) {
+	if !isLoopback(addr) {
+		log.Warn("the health and metrics endpoint is reachable from the network without authentication (/status and /metrics show devices, topics and the upstream address); set [gateway] http_listen = \"127.0.0.1:9100\" unless a firewall or proxy guards it", "http_listen", addr)
+	}
+}
 
 // httpHandler serves the health and metrics endpoint ([gateway] http_listen):
 //

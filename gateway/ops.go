@@ -131,6 +131,7 @@ func (g *Gateway) startOps(ctx context.Context, bk localBroker) (stop func(), er
 			return nil, fmt.Errorf("gateway: cannot listen on %s for health and metrics: %w (set [gateway] http_listen to a free port, or \"\" to turn it off)", addr, err)
 		}
 		o.httpLn = ln
+		warnHTTPListen(log, addr)
 		srv = &http.Server{Handler: g.httpHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	}
 	cancelProbe := func() {}
