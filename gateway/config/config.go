@@ -224,7 +224,10 @@ func defaultUpstream(u *Upstream) {
 // Load reads and checks a configuration file. On any problem it returns
 // Errors listing all of them with their lines.
 func Load(path string) (*Config, error) {
-	src, err := os.ReadFile(path)
+	src, err := readLimited(path)
+	if err == errTooBig {
+		return nil, Errors{{File: path, Msg: err.Error()}}
+	}
 	if err != nil {
 		return nil, Errors{{File: path, Msg: fmt.Sprintf("cannot read the configuration: %v", unwrapPathErr(err))}}
 	}
@@ -235,6 +238,12 @@ func Load(path string) (*Config, error) {
 // errors it returns them and the decoded configuration (not to be run, only
 // to check further); with syntax or shape errors the configuration is nil.
 func Parse(name, src string) (*Config, error) {
+	if len(src) > MaxFileSize {
+		return nil, Errors{{File: name, Msg: errTooBig.Error()}}
+	}
+	if line, depth := checkNesting(src); line > 0 {
+		return nil, Errors{{File: name, Line: line, Msg: fmt.Sprintf("arrays and inline tables nest %d deep here; at most %d are allowed (write nested tables as [a.b] headers)", depth, MaxNesting)}}
+	}
 	c := Default()
 	c.file = name
 	c.lines = indexLines(src)
