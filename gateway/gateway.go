@@ -22,6 +22,7 @@ import (
 	"github.com/edgegw/edgegw/broker"
 	"github.com/edgegw/edgegw/devices"
 	"github.com/edgegw/edgegw/gateway/config"
+	"github.com/edgegw/edgegw/internal/ratelog"
 	"github.com/edgegw/edgegw/internal/tlsdiag"
 	"github.com/edgegw/edgegw/internal/tlsx"
 )
@@ -61,6 +62,10 @@ func Build(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	// Warnings that can repeat per message or per connection (an
+	// unsolicited upstream message, a refused publish) are rate-limited
+	// with "N similar suppressed" summaries, everywhere (internal/ratelog).
+	log = ratelog.Wrap(log)
 	g := &Gateway{cfg: cfg, log: log}
 	var errs config.Errors
 	board := cfg.Gateway.Board

@@ -3,6 +3,8 @@ package gateway
 import (
 	"strings"
 	"testing"
+
+	"github.com/edgegw/edgegw/internal/ratelog"
 )
 
 // TestHTTPListenOnNetworkWarns: an http_listen reachable from the network
@@ -26,5 +28,25 @@ func TestHTTPListenOnNetworkWarns(t *testing.T) {
 				t.Fatalf("http_listen %q: warned = %v, want %v\n%s", tc.listen, got, tc.warn, logs.String())
 			}
 		})
+	}
+}
+
+// TestWarningsAreRateLimited: the gateway's logger, as every component gets
+// it, lets a warning that repeats per message through a few times only.
+func TestWarningsAreRateLimited(t *testing.T) {
+	g, logs, _, _ := startGateway(t, simConfig, opsSettings{})
+	blog := g.log.With("component", "bridge")
+	for range 20000 {
+		blog.Warn("message from upstream matches no \"in\" rule; dropped", "topic", "x")
+	}
+	h, ok := g.log.Handler().(*ratelog.Handler)
+	if !ok {
+		t.Fatalf("the gateway's log handler is %T, not rate-limited", g.log.Handler())
+	}
+	if n := h.Suppressed(); n != 20000-5 {
+		t.Fatalf("%d of 20000 identical warnings suppressed, want %d", n, 20000-5)
+	}
+	if n := strings.Count(logs.String(), "matches no"); n != 5 {
+		t.Fatalf("%d lines written for 20000 identical warnings, want 5", n)
 	}
 }
