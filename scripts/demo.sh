@@ -8,11 +8,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${EDGEGW:-bin/edgegw}
 WORK=$(mktemp -d /tmp/edgegw-demo.XXXXXX)
-pids=()
+pids=() names=()
+# stop PID NAME: SIGTERM, at most 5 s to exit, then SIGKILL. No wait here is
+# unbounded: stopped from a script (a SIGINT to the process group, which
+# background jobs of a non-interactive shell ignore), a child that does not
+# exit on SIGTERM must not hang the demo.
+stop() {
+  local p=$1 name=$2
+  if kill -TERM "$p" 2>/dev/null; then
+    for _ in $(seq 1 50); do
+      kill -0 "$p" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$p" 2>/dev/null; then
+      echo "demo: $name did not stop within 5s of SIGTERM; killing it" >&2
+      kill -KILL "$p" 2>/dev/null || true
+    fi
+  fi
+  wait "$p" 2>/dev/null || true
+}
+# cleanup stops in reverse order of start: the viewer first (while the
+# upstream it is connected to still runs), then the gateway, then the upstream.
 cleanup() {
   trap - EXIT INT TERM
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for (( i=${#pids[@]}-1; i>=0; i-- )); do stop "${pids[$i]}" "${names[$i]}"; done
   rm -rf "$WORK"
   echo "demo: stopped and cleaned up"
 }
@@ -54,7 +73,7 @@ use_identity_as_username true
 tls_version tlsv1.2
 allow_anonymous false
 CONF
-mosquitto -c "$WORK/mosquitto.conf" & pids+=($!)
+mosquitto -c "$WORK/mosquitto.conf" & pids+=($!) names+=("the upstream mosquitto")
 waitport "$UP"
 echo "demo: upstream Mosquitto with mutual TLS on 127.0.0.1:$UP"
 
@@ -92,13 +111,13 @@ kind = "sensor"
 interval = "2s"
 CONF
 "$BIN" check-config -c "$WORK/gateway.toml"
-"$BIN" run -c "$WORK/gateway.toml" 2>"$WORK/gateway.log" & pids+=($!)
+"$BIN" run -c "$WORK/gateway.toml" 2>"$WORK/gateway.log" & pids+=($!) names+=("edgegw")
 waitport "$LOCAL"
 echo "demo: edgegw running (local broker 127.0.0.1:$LOCAL, log $WORK/gateway.log)"
 echo "demo: readings as the upstream broker sees them (Ctrl-C to stop):"
 mosquitto_sub -h localhost -p "$UP" --cafile "$WORK/pki/ca.crt" \
   --cert "$WORK/pki/viewer.crt" --key "$WORK/pki/viewer.key" \
-  -t 'sites/#' -v -q 1 & sub=$!; pids+=($sub)
+  -t 'sites/#' -v -q 1 & sub=$!; pids+=($sub) names+=("the viewer (mosquitto_sub)")
 if [ -n "${DEMO_SECONDS:-}" ]; then
   sleep "$DEMO_SECONDS"
 else

@@ -5,8 +5,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/edgegw/edgegw/internal/syncbuf"
 )
 
 // buildBinary builds edgegw once per test binary run.
@@ -66,5 +71,83 @@ func TestDemo(t *testing.T) {
 	}
 	if out, _ := exec.Command("pgrep", "-f", m[1]).Output(); len(out) > 0 {
 		t.Errorf("demo left processes running: %s", out)
+	}
+}
+
+// TestDemoStopsOnSIGINTToItsGroup: stopped as `timeout -s INT 240 make demo`
+// stops it (a SIGINT to its whole process group, from a script: background
+// jobs of a non-interactive shell ignore SIGINT), the demo stops the viewer,
+// the gateway and the upstream within a bounded time and leaves nothing
+// running, even when the viewer does not exit on SIGTERM (as mosquitto_sub
+// does not when its broker went away first: it keeps reconnecting).
+func TestDemoStopsOnSIGINTToItsGroup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the demo")
+	}
+	bin := buildBinary(t)
+	stubborn := t.TempDir()
+	// A viewer that ignores SIGINT and SIGTERM (dispositions survive exec).
+	if err := os.WriteFile(filepath.Join(stubborn, "mosquitto_sub"), []byte("#!/bin/bash\necho 'sites/demo/gw-01/readings/door {stub}'\ntrap '' INT TERM\nexec sleep 300\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		path string // prepended to PATH
+	}{
+		{"real viewer", ""},
+		{"viewer ignoring SIGTERM", stubborn},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command("bash", "../../scripts/demo.sh")
+			cmd.Env = append(os.Environ(), "EDGEGW="+bin)
+			if tc.path != "" {
+				cmd.Env = append(cmd.Env, "PATH="+tc.path+":"+os.Getenv("PATH"))
+			}
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			out := &syncbuf.Buffer{}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pgid := cmd.Process.Pid
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+			reading := regexp.MustCompile(`(?m)^sites/demo/gw-01/readings/door \{`)
+			deadline := time.Now().Add(60 * time.Second)
+			for !reading.MatchString(out.String()) {
+				select {
+				case err := <-done:
+					t.Fatalf("demo ended before showing a reading: %v\n%s", err, out.String())
+				case <-time.After(100 * time.Millisecond):
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no reading shown within 60s:\n%s", out.String())
+				}
+			}
+			m := regexp.MustCompile(`log (/tmp/edgegw-demo\.[A-Za-z0-9]+)/gateway.log`).FindStringSubmatch(out.String())
+			if m == nil {
+				t.Fatalf("demo did not name its work dir:\n%s", out.String())
+			}
+			if err := syscall.Kill(-pgid, syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				ps, _ := exec.Command("pgrep", "-a", "-g", strconv.Itoa(pgid)).Output()
+				t.Fatalf("demo still running 20s after SIGINT to its process group; left:\n%s\noutput:\n%s", ps, out.String())
+			}
+			if !strings.Contains(out.String(), "demo: stopped and cleaned up") {
+				t.Errorf("demo did not clean up:\n%s", out.String())
+			}
+			if ps, _ := exec.Command("pgrep", "-a", "-g", strconv.Itoa(pgid)).Output(); len(ps) > 0 {
+				t.Errorf("demo left processes running:\n%s", ps)
+			}
+			if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
+				t.Errorf("demo left %s behind", m[1])
+			}
+		})
 	}
 }
