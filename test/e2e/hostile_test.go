@@ -274,3 +274,59 @@ connect_timeout = "2s"`), brokerAddr)
 	ok.Disconnect(100)
 	gw.stop()
 }
+
+// TestForgedReadingAndCommandRefused: with the default protect_topics, a
+// local client cannot publish on a device's reading topic (it would go
+// upstream as the device's reading) or on the local side of an "in" rule
+// (a command only upstream may give). Both are refused and counted; the
+// device's own readings and upstream's commands still pass.
+func TestForgedReadingAndCommandRefused(t *testing.T) {
+	f := pki(t)
+	up := upstream(t, f)
+	brokerAddr, httpAddr := freeAddr(t), freeAddr(t)
+	gw := newGwProc(t, hostileConfig(t, f, brokerAddr, httpAddr, up.Addr(), ""), brokerAddr)
+	ups := subscribe(t, f, up.Addr(), "sites/s1/gw-01/readings/#", 1)
+	gw.start()
+	cmds := make(chan paho.Message, 16)
+	listener := localClient(brokerAddr, "cmd-listener", true, nil)
+	if tok := listener.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("local subscriber connect: %v", tok.Error())
+	}
+	defer listener.Disconnect(100)
+	if tok := listener.Subscribe("cmd/#", 1, func(_ paho.Client, m paho.Message) { cmds <- m }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("local subscribe: %v", tok.Error())
+	}
+	for i, topic := range []string{"readings/door", "cmd/relay"} {
+		c := localClient(brokerAddr, fmt.Sprintf("forger-%d", i), true, nil)
+		if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("forger connect: %v", tok.Error())
+		}
+		c.Publish(topic, 1, false, "forged").WaitTimeout(2 * time.Second) // refused: MQTT 3.1.1 disconnects
+		c.Disconnect(50)
+	}
+	waitUntil(t, 10*time.Second, "both forgeries counted", func() bool {
+		return metric(t, httpAddr, `edgegw_broker_clients_refused_total{reason="forged_reading"}`) == 1 &&
+			metric(t, httpAddr, `edgegw_broker_clients_refused_total{reason="forged_command"}`) == 1
+	})
+	// Commands from upstream still come down, and the device still reports.
+	upPub := newPublisher(t, f, up.Addr())
+	if tok := upPub.Publish("sites/s1/gw-01/cmd/relay", 1, false, "from-upstream"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("upstream publish: %v", tok.Error())
+	}
+	select {
+	case m := <-cmds:
+		if string(m.Payload()) != "from-upstream" {
+			t.Fatalf("local subscriber got %q first, want the command from upstream", m.Payload())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command from upstream did not arrive")
+	}
+	before := len(ups.snapshot())
+	msgs := ups.waitFor(t, 10*time.Second, "device readings", func(ms []paho.Message) bool { return len(ms) >= before+3 })
+	for _, m := range msgs {
+		if string(m.Payload()) == "forged" {
+			t.Fatal("the forged reading went upstream")
+		}
+	}
+	gw.stop()
+}
