@@ -65,6 +65,7 @@ func TestSeqStorePowerCut(t *testing.T) {
 				for _, sf := range s.files {
 					sf.f.Close() // the process dies: no clean flag
 				}
+				s.lock.release() // and the kernel drops its flock on data_dir/LOCK
 			}
 			srv.Model.PowerCut(c.cut, nil)
 			s2, err := openSeqStore(srv.Dir())
