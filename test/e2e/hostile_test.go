@@ -287,6 +287,8 @@ func TestForgedReadingAndCommandRefused(t *testing.T) {
 	gw := newGwProc(t, hostileConfig(t, f, brokerAddr, httpAddr, up.Addr(), ""), brokerAddr)
 	ups := subscribe(t, f, up.Addr(), "sites/s1/gw-01/readings/#", 1)
 	gw.start()
+	// Readings go up only once the bridge has subscribed its "in" rules.
+	ups.waitFor(t, 15*time.Second, "a first reading upstream", func(ms []paho.Message) bool { return len(ms) > 0 })
 	cmds := make(chan paho.Message, 16)
 	listener := localClient(brokerAddr, "cmd-listener", true, nil)
 	if tok := listener.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
