@@ -1,9 +1,11 @@
 package broker
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -65,6 +67,12 @@ func TestInflightCountAfterBridgedQoS2(t *testing.T) {
 					t.Fatalf("publish %d: %v", i, tok.Error())
 				}
 			}
+			// mochi takes the last exchange off its count just after it
+			// has queued the PUBCOMP the client already has: let it settle.
+			deadline := time.Now().Add(2 * time.Second)
+			for b.Stats().Inflight != 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
 			if got := b.Stats().Inflight; got != 0 {
 				t.Fatalf("in-flight count after %d completed QoS 2 exchanges = %d, want 0", n, got)
 			}
@@ -123,6 +131,22 @@ func TestProtectedTopics(t *testing.T) {
 			t.Fatalf("not delivered: %v", want)
 		}
 	}
+	// Each forger has its own connection: its publish may be checked after
+	// the later ones arrived.
+	deadline = time.After(2 * time.Second)
+	st := b.Stats()
+	for st.ForgedReadings+st.ForgedCommands < 4 {
+		select {
+		case <-deadline:
+		case <-time.After(5 * time.Millisecond):
+			st = b.Stats()
+			continue
+		}
+		break
+	}
+	if st.ForgedReadings != 2 || st.ForgedCommands != 2 {
+		t.Errorf("counted %d forged readings and %d forged commands, want 2 and 2", st.ForgedReadings, st.ForgedCommands)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for _, tc := range cases {
@@ -130,8 +154,28 @@ func TestProtectedTopics(t *testing.T) {
 			t.Errorf("forged %s (QoS %d) was delivered", tc.topic, tc.qos)
 		}
 	}
-	st := b.Stats()
-	if st.ForgedReadings != 2 || st.ForgedCommands != 2 {
-		t.Errorf("counted %d forged readings and %d forged commands, want 2 and 2", st.ForgedReadings, st.ForgedCommands)
+}
+
+// TestRefusalReachesClientBeforeClose: writes are queued and the socket is
+// closed by the connection's writer, so a CONNACK refusal mochi writes just
+// before it closes the connection still reaches the client.
+func TestRefusalReachesClientBeforeClose(t *testing.T) {
+	b := startBroker(t, Options{})
+	c, err := net.DialTimeout("tcp", b.Addr("tcp").String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// CONNECT with protocol level 9: refused with a CONNACK.
+	if _, err := c.Write([]byte{0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 9, 2, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read: %v (got %x)", err, got)
+	}
+	if len(got) != 4 || !bytes.Equal(got[:3], []byte{0x20, 2, 0}) || got[3] == 0 {
+		t.Fatalf("got %x before the close, want a CONNACK refusal (20 02 00 code)", got)
 	}
 }
