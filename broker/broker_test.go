@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,5 +178,45 @@ func TestRefusalReachesClientBeforeClose(t *testing.T) {
 	}
 	if len(got) != 4 || !bytes.Equal(got[:3], []byte{0x20, 2, 0}) || got[3] == 0 {
 		t.Fatalf("got %x before the close, want a CONNACK refusal (20 02 00 code)", got)
+	}
+}
+
+// TestStalledSubscriberDropped is the broker-level twin of the end-to-end
+// test (run here under -race): a subscriber to '#' that never reads is
+// disconnected and counted, and a publisher's PUBACKs keep coming meanwhile.
+func TestStalledSubscriberDropped(t *testing.T) {
+	b := startBroker(t, Options{Limits: Limits{WriteTimeout: 500 * time.Millisecond, ClientQueue: 64 << 10, MaxPacketSize: 16 << 10}})
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	s, err := d.Dial("tcp", b.Addr("tcp").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	connect := []byte{0x10, 17, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 0, 0, 5, 's', 't', 'a', 'l', 'l'}
+	subscribe := []byte{0x82, 6, 0, 1, 0, 1, '#', 1}
+	if _, err := s.Write(append(connect, subscribe...)); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4+5)
+	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(s, ack); err != nil || ack[0] != 0x20 || ack[4] != 0x90 {
+		t.Fatalf("CONNACK and SUBACK: %x, %v", ack, err)
+	}
+	// From here on the subscriber reads nothing.
+	pub := client(t, b, "publisher")
+	payload := bytes.Repeat([]byte("p"), 1024)
+	for i := range 3000 {
+		if tok := pub.Publish("load/x", 1, false, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("message %d: no PUBACK within 5s (%v) with a stalled subscriber", i, tok.Error())
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Stats().SlowClientsDropped == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := b.Stats().SlowClientsDropped; n != 1 {
+		t.Fatalf("slow clients dropped = %d, want 1", n)
 	}
 }

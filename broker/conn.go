@@ -40,6 +40,18 @@ type guardConn struct {
 
 	connected atomic.Bool // mochi set a deadline: the CONNECT was accepted
 	dropped   atomic.Bool // counted once as a slow consumer
+	clientID  atomic.Pointer[string]
+}
+
+// setClientID names the connection's client once it has connected, for the
+// log line that may disconnect it.
+func (c *guardConn) setClientID(id string) { c.clientID.Store(&id) }
+
+func (c *guardConn) client() string {
+	if p := c.clientID.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // guardTLSConn is a guardConn over TLS; it exposes the handshake's state
@@ -115,7 +127,7 @@ func (c *guardConn) Write(p []byte) (int, error) {
 // The socket is closed at once: that also ends a write blocked on it.
 func (c *guardConn) slow(why string, queued int) {
 	if c.dropped.CompareAndSwap(false, true) {
-		c.lim.slowConsumer(c.RemoteAddr(), why, queued)
+		c.lim.slowConsumer(c.client(), c.RemoteAddr(), why, queued)
 	}
 	c.mu.Lock()
 	c.closing = true

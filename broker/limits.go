@@ -119,10 +119,10 @@ func (m *limits) connectTimedOut(remote net.Addr) {
 	m.log.Warn("connection closed: no CONNECT within [broker] connect_timeout", "remote", addrString(remote), "connect_timeout", m.connectTimeout)
 }
 
-func (m *limits) slowConsumer(remote net.Addr, why string, queued int) {
+func (m *limits) slowConsumer(client string, remote net.Addr, why string, queued int) {
 	m.slowDropped.Add(1)
 	m.log.Warn("slow client disconnected: it does not read what it is sent; other clients are not held up (see [broker] write_timeout and client_queue)",
-		"remote", addrString(remote), "reason", why, "queued_bytes", queued)
+		"client", client, "remote", addrString(remote), "reason", why, "queued_bytes", queued)
 }
 
 func addrString(a net.Addr) string {

@@ -47,7 +47,13 @@ func (h *protectHook) Provides(b byte) bool {
 }
 
 func (h *protectHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	return h.inner.OnConnectAuthenticate(cl, pk)
+	if !h.inner.OnConnectAuthenticate(cl, pk) {
+		return false
+	}
+	if n, ok := cl.Net.Conn.(interface{ setClientID(string) }); ok {
+		n.setClientID(cl.ID)
+	}
+	return true
 }
 
 func (h *protectHook) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {

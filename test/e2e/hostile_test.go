@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -135,7 +136,7 @@ client_queue = "256KiB"`), brokerAddr)
 	if n := metric(t, httpAddr, `edgegw_broker_clients_refused_total{reason="slow_consumer"}`); n != 1 {
 		t.Errorf("slow_consumer counter = %v, want 1", n)
 	}
-	if !strings.Contains(gw.logs.String(), "slow client disconnected") {
+	if !regexp.MustCompile(`slow client disconnected.* client=stalled `).MatchString(gw.logs.String()) {
 		t.Error("no log line names the slow client")
 	}
 
