@@ -36,7 +36,6 @@ type guardConn struct {
 	closing bool
 	werr    error // sticky: the first write error; later writes fail with it
 	wake    chan struct{}
-	stopped chan struct{} // closed once the writer has closed the socket
 
 	connected atomic.Bool // mochi set a deadline: the CONNECT was accepted
 	dropped   atomic.Bool // counted once as a slow consumer
@@ -69,7 +68,7 @@ func (c guardTLSConn) ConnectionState() tls.ConnectionState { return c.tc.Connec
 var errSlowConsumer = errors.New("broker: client disconnected: it does not read what it is sent")
 
 func newGuardConn(c net.Conn, lim *limits) net.Conn {
-	g := &guardConn{Conn: c, lim: lim, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	g := &guardConn{Conn: c, lim: lim, wake: make(chan struct{}, 1)}
 	if lim.connectTimeout > 0 {
 		_ = c.SetReadDeadline(time.Now().Add(lim.connectTimeout))
 	}
@@ -144,7 +143,6 @@ func (c *guardConn) slow(why string, queued int) {
 // bounded by the write timeout, then closes the socket.
 func (c *guardConn) writer() {
 	defer c.lim.writers.Done()
-	defer close(c.stopped)
 	defer c.Conn.Close()
 	var out []byte
 	for {
