@@ -14,7 +14,6 @@
 package broker
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -120,8 +119,9 @@ func New(o Options) (*Broker, error) {
 		// time rather than mochi's 2 KiB (fewer syscalls per message).
 		ClientNetReadBufferSize:  32 << 10,
 		ClientNetWriteBufferSize: 32 << 10,
-		// mochi logs every connect at Info; keep the journal readable.
-		Logger: slog.New(levelFilter{rlog.Handler(), slog.LevelWarn}),
+		// mochi logs every connect at Info; keep the journal readable
+		// (mochilog.go).
+		Logger: slog.New(mochiLog{h: rlog.Handler(), min: slog.LevelWarn}),
 	})
 	b := &Broker{srv: srv, opts: o, log: rlog, lim: lim, addrs: map[string]net.Addr{}}
 	b.route = srv.NewClient(nil, mqtt.LocalListener, "edgegw-route", true)
@@ -329,14 +329,4 @@ func (h *interceptHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.P
 	// writes it and routes the packet to local subscribers.
 	box.Accept(m, func(err error) { b.acks.push(ackItem{cl: cl, pk: pk, err: err}) })
 	return pk, packets.ErrRejectPacket
-}
-
-// levelFilter drops records below a level (mochi is chatty at Info).
-type levelFilter struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= f.min && f.Handler.Enabled(ctx, l)
 }

@@ -220,3 +220,41 @@ func TestStalledSubscriberDropped(t *testing.T) {
 		t.Fatalf("slow clients dropped = %d, want 1", n)
 	}
 }
+
+// TestMochiLogsNoPacketDumps: a refused publish makes mochi log "error
+// processing packet" with the whole packet; the payload must not reach the
+// log (it may be a secret, and a client could fill the journal with it).
+func TestMochiLogsNoPacketDumps(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	b := startBroker(t, Options{
+		Protect: Protect{Readings: []string{"readings/door"}},
+		Logger:  slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil)),
+	})
+	c := client(t, b, "forger")
+	c.Publish("readings/door", 1, false, "s3cret-payload").WaitTimeout(2 * time.Second)
+	deadline := time.Now().Add(2 * time.Second)
+	for b.Stats().ForgedReadings == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = b.Close() // mochi has logged what it logs for the connection
+	mu.Lock()
+	defer mu.Unlock()
+	if !bytes.Contains(logs.Bytes(), []byte("error processing packet")) {
+		t.Fatalf("mochi's line is missing; logs:\n%s", logs.String())
+	}
+	if bytes.Contains(logs.Bytes(), []byte("s3cret")) || bytes.Contains(logs.Bytes(), []byte("pk=")) {
+		t.Fatalf("a packet dump reached the log:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
