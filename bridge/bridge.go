@@ -76,6 +76,25 @@ type Options struct {
 	// Dial opens the TCP connection; nil uses net.Dialer.
 	Dial   func(ctx context.Context, addr string) (net.Conn, error)
 	Logger *slog.Logger
+
+	// Will, when set, is called before each CONNECT; a non-nil result is that connection's Last Will.
+	// On a clean stop the bridge publishes it itself before DISCONNECT (which
+	// discards a Will), so subscribers see it either way.
+	Will func() *Will
+	// OnConnect, when set, is called once per connection after CONNACK (and SUBACK), before the
+	// backlog is sent; what it publishes through pub goes out first (QoS 0 or 1, not via the outbox).
+	// pub stays usable for QoS 0 until the connection ends (then it returns
+	// an error), for messages that must not be stored, such as Sparkplug data.
+	OnConnect func(pub func(topic string, payload []byte, qos byte, retain bool) error)
+}
+
+// Will is a Last Will: the message the upstream broker publishes for us
+// when our connection ends without DISCONNECT.
+type Will struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	Retain  bool
 }
 
 // Stats is the bridge's state for metrics and `edgegw status`.

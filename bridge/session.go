@@ -111,6 +111,8 @@ type conn struct {
 
 	subacked chan struct{}
 	pendRel  map[uint16]bool // inbound QoS 2 awaiting PUBREL
+
+	hooks // Will and OnConnect (hooks.go)
 }
 
 // session runs one connection. connected reports whether CONNACK accepted us.
@@ -158,6 +160,8 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) (connected bool, err 
 	run(c.pinger)
 	if err := c.subscribe(sctx); err != nil {
 		cancel(err)
+	} else if err := c.onConnect(sctx); err != nil {
+		cancel(err)
 	} else {
 		b.o.Outbox.Rewind()
 		run(c.sender)
@@ -169,6 +173,7 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) (connected bool, err 
 	wg.Wait()
 	cause := context.Cause(sctx)
 	if errors.Is(cause, context.Canceled) && ctx.Err() != nil {
+		c.publishWill()
 		c.sendDisconnect()
 		return true, nil
 	}
@@ -242,6 +247,7 @@ func (c *conn) handshake() (sessionPresent bool, err error) {
 		pk.Connect.PasswordFlag = true
 		pk.Connect.Password = o.Password
 	}
+	c.setWill(&pk)
 	c.nc.SetDeadline(time.Now().Add(connectTimeout))
 	if err := c.write(pk); err != nil {
 		return false, err
@@ -505,7 +511,9 @@ func (c *conn) reader(ctx context.Context) error {
 		}
 		switch pk.FixedHeader.Type {
 		case packets.Puback, packets.Pubcomp:
-			c.done(pk.PacketID)
+			if !c.hookAcked(pk) {
+				c.done(pk.PacketID)
+			}
 		case packets.Pubrec:
 			c.imu.Lock()
 			seq, ok := c.inflight[pk.PacketID]

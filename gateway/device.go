@@ -36,6 +36,8 @@ type deviceRunner struct {
 
 	heart *heart      // liveness of the publish step (ops.go)
 	clock *stampClock // stamps readings, flags an unsynchronised clock (clock.go)
+
+	avail deviceAvailability // online/offline (device_state.go)
 }
 
 const (
@@ -55,11 +57,14 @@ func (d *deviceRunner) supervise(ctx context.Context) {
 			downSince = time.Time{}
 			lastMsg = ""
 		}
+		endRun := d.avail.running()
 		err := d.run(ctx)
+		endRun()
 		d.up.Store(false)
 		if ctx.Err() != nil {
 			return
 		}
+		d.avail.set(false)
 		if err == nil {
 			err = fmt.Errorf("driver stopped without an error")
 		}
@@ -106,6 +111,7 @@ func (d *deviceRunner) emit(r devices.Reading) {
 	defer d.emitMu.Unlock()
 	d.heart.Enter() // liveness: publishing must not hang (ops.go)
 	defer d.heart.Leave()
+	d.avail.set(true)
 	ts, uncertain := r.Time, false
 	if d.clock != nil {
 		ts, uncertain = d.clock.stamp(r.Time)

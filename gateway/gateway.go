@@ -122,6 +122,7 @@ func Build(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 				log.Warn("a QoS 2 rule with clean_session = true cannot be exactly once across reconnects: the broker forgets which messages it has; set clean_session = false", "pattern", t.Pattern)
 			}
 		}
+		g.rules = append(g.rules, g.ecosystemRules()...)
 		if u.TLS != nil {
 			g.tlsOpts = tlsOptions(u.TLS)
 			if _, err := tlsx.ClientConfig(g.tlsOpts, slog.New(slog.DiscardHandler)); err != nil {
@@ -206,6 +207,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	eco := g.newEcosystem(bk)
 	var br *bridge.Bridge
 	if cfg.Upstream != nil {
 		u := cfg.Upstream
@@ -252,7 +254,9 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 				}
 				return cause
 			},
-			Logger: blog,
+			Logger:    blog,
+			Will:      eco.will(),
+			OnConnect: eco.onConnect(),
 		})
 		defer br.Close()
 		bk.SetInterceptor(interceptor{br})
@@ -261,6 +265,11 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer bk.Close()
+	stopEco, err := eco.start(ctx)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer stopEco()
 	g.mu.Lock()
 	g.broker, g.bridge, g.outbox = bk, br, ob
 	g.mu.Unlock()
@@ -302,6 +311,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			d.log.Warn("the gateway lost power before its last readings' numbers were saved; seq skips ahead so no number repeats (this gap is not lost readings)", "from", last-powerLossSkip, "to", last+1)
 		}
 		d.seqs, d.gwID, d.bk = seqs, cfg.Gateway.ID, bk
+		d.avail.notify = eco.deviceNotify(d.name)
 		dwg.Add(1)
 		go func() {
 			defer dwg.Done()

@@ -52,7 +52,9 @@ func openRaw() (*rawPTY, error) {
 	// pty.Open left the master in blocking mode (it called Fd). A
 	// non-blocking duplicate joins Go's poller, so Close unblocks a pending
 	// Read and SetReadDeadline works.
-	fd, err := unix.Dup(int(m.Fd()))
+	// Close-on-exec: a child process (the edgegw binary in e2e tests) must
+	// not inherit the master, or closing it here would not unplug anything.
+	fd, err := unix.FcntlInt(m.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	m.Close()
 	if err != nil {
 		s.Close()

@@ -30,6 +30,10 @@ type Config struct {
 	Buffer   Buffer    `toml:"buffer"`
 	Devices  []Device  `toml:"-"` // decoded by hand: each driver has its own keys
 
+	Availability  Availability  `toml:"availability"`
+	HomeAssistant HomeAssistant `toml:"homeassistant"`
+	Sparkplug     Sparkplug     `toml:"sparkplug"`
+
 	file  string
 	lines lineIndex
 	md    toml.MetaData
@@ -203,6 +207,7 @@ func Default() Config {
 			WriteTimeout:   Duration{Duration: 10e9},
 			ClientQueue:    Size{Bytes: 1 << 20},
 		},
+		HomeAssistant: HomeAssistant{DiscoveryPrefix: "homeassistant"},
 		Buffer: Buffer{
 			MaxBytes:     Size{Bytes: 256 << 20},
 			FullPolicy:   "drop_oldest",
@@ -306,8 +311,13 @@ func Parse(name, src string) (*Config, error) {
 		Upstream toml.Primitive   `toml:"upstream"`
 		Buffer   *Buffer          `toml:"buffer"`
 		Device   []toml.Primitive `toml:"device"`
+
+		Availability  *Availability  `toml:"availability"`
+		HomeAssistant *HomeAssistant `toml:"homeassistant"`
+		Sparkplug     *Sparkplug     `toml:"sparkplug"`
 	}
 	doc.Gateway, doc.Broker, doc.Buffer = &c.Gateway, &c.Broker, &c.Buffer
+	doc.Availability, doc.HomeAssistant, doc.Sparkplug = &c.Availability, &c.HomeAssistant, &c.Sparkplug
 	md, err := toml.Decode(src, &doc)
 	if err != nil {
 		return nil, Errors{{File: name, Msg: err.Error()}}
@@ -341,6 +351,7 @@ func Parse(name, src string) (*Config, error) {
 		c.Devices = append(c.Devices, d)
 	}
 	c.validate(report)
+	c.validateEcosystem(report)
 	sortErrors(errs)
 	if len(errs) > 0 {
 		// The configuration is refused, but returned too: check-config
