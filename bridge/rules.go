@@ -77,3 +77,18 @@ func inRule(rules []Rule, topic string) (local string, ok bool) {
 // Match reports whether an MQTT topic name matches a topic filter with +
 // and # wildcards (see internal/topic).
 func Match(filter, topic string) bool { return mqtttopic.Match(filter, topic) }
+
+// RemoteTopic is the upstream name of a local topic under the first rule
+// of direction dir (Out: what goes up; In: what comes down to it) whose
+// local filter matches it.
+func RemoteTopic(rules []Rule, local string, dir Direction) (string, bool) {
+	for _, r := range rules {
+		if r.Direction&dir == 0 || !strings.HasPrefix(local, r.LocalPrefix) {
+			continue
+		}
+		if Match(r.localFilter(), local) {
+			return r.RemotePrefix + strings.TrimPrefix(local, r.LocalPrefix), true
+		}
+	}
+	return "", false
+}

@@ -130,6 +130,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	level := new(slog.LevelVar)
 	log := newLogger(stderr, cfg.Gateway.LogLevel, cfg.Gateway.LogFormat, level)
 	slog.SetDefault(log)
+	gateway.Version = version
 	gw, err := gateway.Build(cfg, log)
 	if err != nil {
 		printConfigErrors(stderr, err)

@@ -38,5 +38,22 @@ func New(env devices.Env, cfg Config) (*serialport.Stream, error) {
 		return nil, err
 	}
 	c := new(serialport.Counters)
-	return &serialport.Stream{Port: cfg.Config, Parser: &Parser{Counts: c}, Counts: c, Logger: env.Logger}, nil
+	return &serialport.Stream{Port: cfg.Config, Parser: &Parser{Counts: c}, Counts: c, Logger: env.Logger, Desc: Description()}, nil
+}
+
+// haClass is Home Assistant's device class of the mass concentrations.
+var haClass = map[string]string{"pm1_0": "pm1", "pm2_5": "pm25", "pm10": "pm10", "pm1_0_cf1": "pm1", "pm2_5_cf1": "pm25", "pm10_cf1": "pm10"}
+
+// Description is what the sensor reports: 6 mass concentrations and 6
+// particle counts per frame.
+func Description() devices.Description {
+	var d devices.Description
+	for k, name := range fieldNames {
+		unit := UnitMass
+		if k >= 6 {
+			unit = UnitCount
+		}
+		d.Values = append(d.Values, devices.Value{Name: name, Type: devices.Int, Unit: unit, Class: haClass[name], State: "measurement"})
+	}
+	return d
 }

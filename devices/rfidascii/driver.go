@@ -53,5 +53,6 @@ func New(env devices.Env, f Format, cfg Config) (*serialport.Stream, error) {
 		Counts: c,
 		Dedupe: &devices.Deduper{Window: window},
 		Logger: env.Logger,
+		Desc:   devices.Description{Identity: true},
 	}, nil
 }

@@ -28,12 +28,17 @@ type Stream struct {
 	Counts *Counters        // must be the Parser's counters, so Counters shows both
 	Dedupe *devices.Deduper // nil or zero window: no suppression
 	Logger *slog.Logger     // nil: slog.Default()
+	// Desc describes the readings (devices.Describer).
+	Desc devices.Description
 }
 
 var (
 	_ devices.Device  = (*Stream)(nil)
 	_ devices.Counter = (*Stream)(nil)
 )
+
+// Describe implements devices.Describer.
+func (s *Stream) Describe() devices.Description { return s.Desc }
 
 // Counters implements devices.Counter.
 func (s *Stream) Counters() devices.Stats { return s.Counts.Stats() }
