@@ -102,7 +102,10 @@ func (a *Announcer) Messages() []Message {
 			}))
 		}
 		for _, v := range d.Desc.Values {
-			if (d.Desc.Input || d.Desc.Output) && v.Name == "state" {
+			if v.Class == "" && v.State == "" {
+				// Not a measurement (an id, an edge, a cause): such fields
+				// come in some readings only, and a sensor whose template
+				// finds nothing would show an empty state.
 				continue
 			}
 			cfg := common(map[string]any{
@@ -120,9 +123,6 @@ func (a *Announcer) Messages() []Message {
 			}
 			if v.State != "" && (v.Type == devices.Float || v.Type == devices.Int) {
 				cfg["state_class"] = v.State
-			}
-			if v.Class == "" && v.State == "" {
-				cfg["entity_category"] = "diagnostic"
 			}
 			add("sensor", obj+"_"+ID(v.Name), cfg)
 		}
