@@ -13,7 +13,10 @@ GOBUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
 # Debian packages the tests and the demo use.
 # util-linux: unshare and mount for the power-cut rounds (FUSE is mounted with mount(2), no fuse3).
-DEB_PKGS    := mosquitto mosquitto-clients openssl socat qemu-user-static lintian systemd file util-linux mount
+# nodejs runs Eclipse Tahu's Sparkplug codec (npm sparkplug-payload) in the
+# Sparkplug test; Debian's nodejs comes without npm (NodeSource's bundles it
+# and conflicts with Debian's npm package), so npm is added only when missing.
+DEB_PKGS    := mosquitto mosquitto-clients openssl socat qemu-user-static lintian systemd file util-linux mount nodejs
 TEST_TIMEOUT ?= 20m
 
 .PHONY: all build cross deb test test-short lint deps demo bench fuzz clean
@@ -39,6 +42,7 @@ deb: cross
 # exact command to run.
 deps:
 	@bash scripts/deps.sh $(DEB_PKGS)
+	@command -v npm >/dev/null || bash scripts/deps.sh npm
 
 test: deps lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -292,7 +292,7 @@ func publishPacket(m Message) packets.Packet {
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: m.QoS, Retain: m.Retain},
 		TopicName:   m.Topic,
 		Payload:     m.Payload,
-		PacketID:    uint16(max(m.QoS, 1)),
+		PacketID:    uint16(m.QoS), // none for QoS 0: mochi refuses a QoS 0 PUBLISH with one
 		Created:     time.Now().Unix(),
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/edgegw/edgegw/devices"
 	"github.com/edgegw/edgegw/gateway/availability"
 	"github.com/edgegw/edgegw/gateway/ha"
+	"github.com/edgegw/edgegw/gateway/sparkplug"
 )
 
 // Version is the gateway's version as announced to other software (Home
@@ -25,12 +26,18 @@ type ecosystem struct {
 	log   *slog.Logger
 	avail *availability.Announcer
 	ha    *ha.Announcer
+	sp    *sparkplug.Node
+	bk    localBroker
+	topic map[string]string // device name -> local readings topic
 }
 
 // newEcosystem makes the configured parts; none does I/O yet.
 func (g *Gateway) newEcosystem(bk localBroker) *ecosystem {
 	cfg := g.cfg
-	e := &ecosystem{log: g.log}
+	e := &ecosystem{log: g.log, bk: bk, topic: map[string]string{}}
+	for _, d := range g.devices {
+		e.topic[d.name] = d.topic
+	}
 	retained := func(topic string, payload []byte) error {
 		return bk.Publish(broker.Message{Topic: topic, Payload: payload, QoS: 1, Retain: true})
 	}
@@ -86,6 +93,25 @@ func (g *Gateway) newEcosystem(bk localBroker) *ecosystem {
 		}
 		e.ha = ha.New(o)
 	}
+	if s := cfg.Sparkplug; s.Enabled && cfg.Upstream != nil {
+		o := sparkplug.Options{
+			GroupID: s.GroupID, EdgeNodeID: s.EdgeNodeID, Version: Version,
+			StateFile: filepath.Join(cfg.Gateway.DataDir, "sparkplug-bdseq"),
+			Logger:    g.log.With("component", "sparkplug"),
+		}
+		for _, d := range g.devices {
+			sd := sparkplug.Device{Name: d.name, Type: d.typ}
+			if ds, ok := d.dev.(devices.Describer); ok {
+				sd.Desc = ds.Describe()
+			}
+			if _, ok := d.dev.(devices.Commander); ok {
+				set := d.topic + "/set"
+				sd.Command = func(p []byte) error { return bk.Publish(broker.Message{Topic: set, Payload: p, QoS: 1}) }
+			}
+			o.Devices = append(o.Devices, sd)
+		}
+		e.sp = sparkplug.New(o)
+	}
 	return e
 }
 
@@ -97,6 +123,13 @@ func (g *Gateway) ecosystemRules() []bridge.Rule {
 	if a := cfg.Availability; a.Enabled {
 		rules = append(rules, availability.New(availability.Options{Topic: a.Topic, LocalTopic: a.LocalTopic}).Rule())
 	}
+	if s := cfg.Sparkplug; s.Enabled {
+		n := sparkplug.New(sparkplug.Options{GroupID: s.GroupID, EdgeNodeID: s.EdgeNodeID})
+		ncmd, dcmd := n.CommandTopics()
+		rules = append(rules,
+			bridge.Rule{Pattern: ncmd, Direction: bridge.In, QoS: 1},
+			bridge.Rule{Pattern: dcmd, Direction: bridge.In, QoS: 1})
+	}
 	if h := cfg.HomeAssistant; h.Enabled && h.Upstream {
 		p := h.DiscoveryPrefix + "/"
 		rules = append(rules,
@@ -106,8 +139,15 @@ func (g *Gateway) ecosystemRules() []bridge.Rule {
 	return rules
 }
 
-// will is the bridge's Will hook, nil when no part wants one.
+// will is the bridge's Will hook, nil when no part wants one. There is
+// one Will per connection: with Sparkplug on, NDEATH wins.
 func (e *ecosystem) will() func() *bridge.Will {
+	if e.sp != nil {
+		return func() *bridge.Will {
+			topic, payload := e.sp.Will()
+			return &bridge.Will{Topic: topic, Payload: payload, QoS: 1}
+		}
+	}
 	if e.avail != nil {
 		return e.avail.Will
 	}
@@ -116,12 +156,15 @@ func (e *ecosystem) will() func() *bridge.Will {
 
 // onConnect is the bridge's OnConnect hook, nil when no part wants one.
 func (e *ecosystem) onConnect() func(pub func(topic string, payload []byte, qos byte, retain bool) error) {
-	if e.avail == nil {
+	if e.avail == nil && e.sp == nil {
 		return nil
 	}
 	return func(pub func(string, []byte, byte, bool) error) {
 		if e.avail != nil {
 			e.avail.OnConnect(pub)
+		}
+		if e.sp != nil {
+			e.sp.OnConnect(pub)
 		}
 	}
 }
@@ -129,10 +172,17 @@ func (e *ecosystem) onConnect() func(pub func(topic string, payload []byte, qos 
 // deviceNotify is what a device's runner calls when it goes online or
 // offline (nil when availability is off).
 func (e *ecosystem) deviceNotify(name string) func(up bool) {
-	if e.avail == nil {
+	if e.avail == nil && e.sp == nil {
 		return nil
 	}
-	return func(up bool) { e.avail.Device(name, up) }
+	return func(up bool) {
+		if e.avail != nil {
+			e.avail.Device(name, up)
+		}
+		if e.sp != nil {
+			e.sp.DeviceState(name, up)
+		}
+	}
 }
 
 // start starts the parts once the local broker runs. When ctx ends (the
@@ -150,6 +200,14 @@ func (e *ecosystem) start(ctx context.Context) (stop func(), err error) {
 			return nil, err
 		}
 	}
+	var cancels []func()
+	if e.sp != nil {
+		c, err := e.startSparkplug(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cancels = append(cancels, c)
+	}
 	var once sync.Once
 	offline := func() {
 		once.Do(func() {
@@ -165,5 +223,60 @@ func (e *ecosystem) start(ctx context.Context) (stop func(), err error) {
 		if e.ha != nil {
 			e.ha.Stop()
 		}
+		for _, c := range cancels {
+			c()
+		}
 	}, nil
+}
+
+// startSparkplug feeds the node the devices' readings and the commands that
+// came down. Commands run on a goroutine of their own: the subscription
+// callback runs on the bridge's reader.
+func (e *ecosystem) startSparkplug(ctx context.Context) (stop func(), err error) {
+	var cancels []func()
+	stop = func() {
+		for _, c := range cancels {
+			c()
+		}
+	}
+	for name, topic := range e.topic {
+		c, err := e.bk.Subscribe(topic, func(m broker.Message) { e.sp.Reading(name, m.Payload) })
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		cancels = append(cancels, c)
+	}
+	cmds := make(chan broker.Message, 16)
+	ncmd, dcmd := e.sp.CommandTopics()
+	for _, f := range []string{ncmd, dcmd} {
+		c, err := e.bk.Subscribe(f, func(m broker.Message) {
+			select {
+			case cmds <- m:
+			default:
+				e.log.Warn("sparkplug: command dropped: too many waiting", "topic", m.Topic)
+			}
+		})
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		cancels = append(cancels, c)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-cctx.Done():
+				return
+			case m := <-cmds:
+				e.sp.Command(m.Topic, m.Payload)
+			}
+		}
+	}()
+	cancels = append(cancels, func() { cancel(); wg.Wait() })
+	return stop, nil
 }

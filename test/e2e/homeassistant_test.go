@@ -290,7 +290,13 @@ func startGateway(t *testing.T, cfgText string) (gw *gateway.Gateway, logs *sync
 			t.Errorf("gateway did not stop within 15s")
 		}
 		if t.Failed() {
-			t.Logf("gateway log:\n%s", tail(logs.String(), 60))
+			var keep []string
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if !strings.Contains(l, "msg=reading") {
+					keep = append(keep, l)
+				}
+			}
+			t.Logf("gateway log (without readings):\n%s", tail(strings.Join(keep, "\n"), 80))
 		}
 	}
 	t.Cleanup(stop)

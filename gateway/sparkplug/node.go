@@ -1,0 +1,442 @@
+// Package sparkplug makes the gateway a Sparkplug B edge node on the upstream
+// broker: NBIRTH (with bdSeq and the node's metrics) first on every
+// connection, NDEATH with the same bdSeq as the connection's Last Will,
+// DBIRTH, DDATA and DDEATH per device with typed metrics, seq 0-255 on every
+// message but NDEATH, NCMD "Node Control/Rebirth" answered with a fresh
+// birth, and DCMD driving outputs. Readings made while the link is down are
+// kept (in memory, bounded) and sent after the next birth as historical
+// metrics, as the specification's store-and-forward section describes.
+//
+// Sparkplug messages bypass the outbox: the specification sends births and
+// data at QoS 0 and numbers them per connection, so a stored copy from an
+// earlier connection would carry a wrong seq.
+package sparkplug
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edgegw/edgegw/devices"
+)
+
+// Namespace is the Sparkplug B topic namespace.
+const Namespace = "spBv1.0"
+
+// Device is one configured device as the node reports it.
+type Device struct {
+	Name, Type string
+	Desc       devices.Description
+	// Command, when set, drives the device (an output) with "on" or "off".
+	Command func(payload []byte) error
+}
+
+// Options configure a Node.
+type Options struct {
+	GroupID, EdgeNodeID string
+	Version             string
+	Devices             []Device
+	// StateFile keeps bdSeq across restarts.
+	StateFile string
+	// MaxStored bounds the readings kept while the link is down (default
+	// 10000); beyond it the oldest are dropped and counted.
+	MaxStored int
+	Now       func() time.Time
+	Logger    *slog.Logger
+}
+
+type pubFunc func(topic string, payload []byte, qos byte, retain bool) error
+
+// stored is a reading kept while the link was down.
+type stored struct {
+	device  string
+	metrics []Metric
+}
+
+// Node is the edge node. Its methods are safe for concurrent use.
+type Node struct {
+	o    Options
+	devs map[string]*Device
+
+	mu      sync.Mutex
+	bdSeq   uint64
+	seq     uint64 // next seq
+	pub     pubFunc
+	last    map[string]map[string]Metric // last value per device and metric
+	online  map[string]bool              // devices born and not dead
+	store   []stored
+	dropped uint64
+}
+
+// New makes a Node.
+func New(o Options) *Node {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxStored <= 0 {
+		o.MaxStored = 10000
+	}
+	n := &Node{o: o, devs: map[string]*Device{}, last: map[string]map[string]Metric{}, online: map[string]bool{}}
+	for i := range o.Devices {
+		d := &n.o.Devices[i]
+		n.devs[d.Name] = d
+		n.online[d.Name] = true
+	}
+	return n
+}
+
+// Topic is the topic of a message type for the node ("" device) or a device.
+func (n *Node) Topic(typ, device string) string {
+	t := Namespace + "/" + n.o.GroupID + "/" + typ + "/" + n.o.EdgeNodeID
+	if device != "" {
+		t += "/" + device
+	}
+	return t
+}
+
+// CommandTopics are the topics the node takes commands on: NCMD and DCMD
+// for every device.
+func (n *Node) CommandTopics() (ncmd, dcmd string) {
+	return n.Topic("NCMD", ""), n.Topic("DCMD", "+")
+}
+
+func (n *Node) now() uint64 { return uint64(n.o.Now().UnixMilli()) }
+
+// Will is the bridge's Will hook: it advances bdSeq (kept in StateFile) and
+// returns NDEATH carrying it, for the connection about to be made.
+func (n *Node) Will() (topic string, payload []byte) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	prev, err := readBdSeq(n.o.StateFile)
+	if err != nil {
+		n.o.Logger.Warn("sparkplug: the saved bdSeq is unreadable; starting from 0", "file", n.o.StateFile, "error", err)
+	}
+	if err == nil && prev >= 0 {
+		n.bdSeq = uint64(prev+1) % 256
+	} else {
+		n.bdSeq = 0
+	}
+	if err := os.WriteFile(n.o.StateFile, []byte(strconv.FormatUint(n.bdSeq, 10)+"\n"), 0o640); err != nil {
+		n.o.Logger.Warn("sparkplug: cannot save bdSeq; the next start may reuse it", "error", err)
+	}
+	p := Payload{Timestamp: n.now(), Metrics: []Metric{{Name: "bdSeq", Type: Int64, Value: int64(n.bdSeq)}}}
+	return n.Topic("NDEATH", ""), p.Encode()
+}
+
+func readBdSeq(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return -1, nil
+	}
+	if err != nil {
+		return -1, err
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || v < 0 || v > 255 {
+		return -1, fmt.Errorf("%q is not a bdSeq (0-255)", strings.TrimSpace(string(b)))
+	}
+	return v, nil
+}
+
+// OnConnect is the bridge's OnConnect hook: NBIRTH, a DBIRTH per device,
+// then what was stored while the link was down, as historical DDATA; pub
+// stays the node's way up until it fails.
+func (n *Node) OnConnect(pub func(topic string, payload []byte, qos byte, retain bool) error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.pub = pub
+	if err := n.birthLocked(); err != nil {
+		n.lostLocked(err)
+		return
+	}
+	kept := n.store
+	n.store = nil
+	for i, s := range kept {
+		for j := range s.metrics {
+			s.metrics[j].Historical = true
+		}
+		if err := n.sendLocked("DDATA", s.device, s.metrics); err != nil {
+			n.store = append(kept[i:], n.store...)
+			n.lostLocked(err)
+			return
+		}
+	}
+	if len(kept) > 0 {
+		n.o.Logger.Info("sparkplug: readings stored during the outage sent as historical", "messages", len(kept), "dropped", n.dropped)
+		n.dropped = 0
+	}
+}
+
+// birthLocked sends NBIRTH with seq 0 and the DBIRTH of each online device.
+func (n *Node) birthLocked() error {
+	n.seq = 0
+	ts := n.now()
+	node := []Metric{
+		{Name: "bdSeq", Timestamp: ts, Type: Int64, Value: int64(n.bdSeq)},
+		{Name: "Node Control/Rebirth", Timestamp: ts, Type: Boolean, Value: false},
+		{Name: "Properties/Software", Timestamp: ts, Type: String, Value: "edgegw " + n.o.Version},
+		{Name: "Properties/Devices", Timestamp: ts, Type: Int64, Value: int64(len(n.o.Devices))},
+	}
+	if err := n.sendLocked("NBIRTH", "", node); err != nil {
+		return err
+	}
+	for _, d := range n.o.Devices {
+		if !n.online[d.Name] {
+			continue
+		}
+		if err := n.sendLocked("DBIRTH", d.Name, n.birthMetrics(&d, ts)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// birthMetrics are every metric of a device, with its last value (or
+// null), its type and its unit as the "engUnit" property.
+func (n *Node) birthMetrics(d *Device, ts uint64) []Metric {
+	last := n.last[d.Name]
+	var ms []Metric
+	add := func(name string, typ DataType, unit string) {
+		m := Metric{Name: name, Timestamp: ts, Type: typ, Null: true}
+		if l, ok := last[name]; ok {
+			m.Value, m.Null, m.Timestamp = l.Value, false, l.Timestamp
+		}
+		if unit != "" {
+			m.Properties = map[string]string{"engUnit": unit}
+		}
+		ms = append(ms, m)
+	}
+	if d.Desc.Identity {
+		add("uid", String, "")
+	}
+	for _, v := range d.Desc.Values {
+		add(v.Name, dataType(v.Type), v.Unit)
+	}
+	return ms
+}
+
+func dataType(t devices.ValueType) DataType {
+	switch t {
+	case devices.Int:
+		return Int64
+	case devices.Bool:
+		return Boolean
+	case devices.String:
+		return String
+	}
+	return Double
+}
+
+// sendLocked publishes one message with the next seq.
+func (n *Node) sendLocked(typ, device string, ms []Metric) error {
+	if n.pub == nil {
+		return errors.New("sparkplug: not connected")
+	}
+	p := Payload{Timestamp: n.now(), Metrics: ms, Seq: n.seq, HasSeq: true}
+	if err := n.pub(n.Topic(typ, device), p.Encode(), 0, false); err != nil {
+		return err
+	}
+	n.seq = (n.seq + 1) % 256
+	return nil
+}
+
+// lostLocked forgets the connection after a failed publish.
+func (n *Node) lostLocked(err error) {
+	if n.pub != nil {
+		n.o.Logger.Debug("sparkplug: link lost; storing readings until the next birth", "error", err)
+	}
+	n.pub = nil
+}
+
+// Reading takes a device's reading payload (the gateway's JSON) and sends
+// it as DDATA, or stores it while the link is down.
+func (n *Node) Reading(device string, payload []byte) {
+	d, ok := n.devs[device]
+	if !ok {
+		return
+	}
+	ms, err := readingMetrics(d, payload)
+	if err != nil {
+		n.o.Logger.Warn("sparkplug: a reading that is not the gateway's JSON; skipped", "device", device, "error", err)
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	last := n.last[device]
+	if last == nil {
+		last = map[string]Metric{}
+		n.last[device] = last
+	}
+	for _, m := range ms {
+		last[m.Name] = m
+	}
+	if n.pub != nil {
+		if err := n.sendLocked("DDATA", device, ms); err == nil {
+			return
+		} else {
+			n.lostLocked(err)
+		}
+	}
+	if len(n.store) >= n.o.MaxStored {
+		n.store = n.store[1:]
+		n.dropped++
+	}
+	n.store = append(n.store, stored{device: device, metrics: ms})
+}
+
+// readingMetrics turns the JSON payload of a reading into metrics.
+func readingMetrics(d *Device, payload []byte) ([]Metric, error) {
+	var r struct {
+		TS     string                     `json:"ts"`
+		UID    string                     `json:"uid"`
+		Values map[string]json.RawMessage `json:"values"`
+	}
+	if err := json.Unmarshal(payload, &r); err != nil {
+		return nil, err
+	}
+	ts := uint64(time.Now().UnixMilli())
+	if t, err := time.Parse(time.RFC3339Nano, r.TS); err == nil {
+		ts = uint64(t.UnixMilli())
+	}
+	var ms []Metric
+	if r.UID != "" {
+		ms = append(ms, Metric{Name: "uid", Timestamp: ts, Type: String, Value: r.UID})
+	}
+	seen := map[string]bool{}
+	add := func(name string, typ DataType, raw json.RawMessage) {
+		m := Metric{Name: name, Timestamp: ts, Type: typ}
+		var err error
+		switch typ {
+		case Int64:
+			var v int64
+			err = json.Unmarshal(raw, &v)
+			m.Value = v
+		case Boolean:
+			var v bool
+			err = json.Unmarshal(raw, &v)
+			m.Value = v
+		case String:
+			var v string
+			err = json.Unmarshal(raw, &v)
+			m.Value = v
+		default:
+			var v float64
+			err = json.Unmarshal(raw, &v)
+			m.Value = v
+		}
+		if err != nil || string(raw) == "null" {
+			m.Value, m.Null = nil, true
+		}
+		ms = append(ms, m)
+	}
+	for _, v := range d.Desc.Values {
+		if raw, ok := r.Values[v.Name]; ok {
+			add(v.Name, dataType(v.Type), raw)
+			seen[v.Name] = true
+		}
+	}
+	for name, raw := range r.Values {
+		if seen[name] {
+			continue
+		}
+		// Not described: the JSON kind decides.
+		typ := Double
+		switch {
+		case len(raw) > 0 && raw[0] == '"':
+			typ = String
+		case string(raw) == "true" || string(raw) == "false":
+			typ = Boolean
+		}
+		add(name, typ, raw)
+	}
+	return ms, nil
+}
+
+// DeviceState sends DBIRTH when a device comes back and DDEATH when it
+// goes offline.
+func (n *Node) DeviceState(device string, up bool) {
+	d, ok := n.devs[device]
+	if !ok {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.online[device] == up {
+		return
+	}
+	n.online[device] = up
+	if n.pub == nil {
+		return // the next NBIRTH tells
+	}
+	var err error
+	if up {
+		err = n.sendLocked("DBIRTH", device, n.birthMetrics(d, n.now()))
+	} else {
+		err = n.sendLocked("DDEATH", device, nil)
+	}
+	if err != nil {
+		n.lostLocked(err)
+	}
+}
+
+// Command handles an NCMD or DCMD payload that came down.
+func (n *Node) Command(topic string, payload []byte) {
+	p, err := Decode(payload)
+	if err != nil {
+		n.o.Logger.Warn("sparkplug: a command that is not a Sparkplug B payload; ignored", "topic", topic, "error", err)
+		return
+	}
+	if topic == n.Topic("NCMD", "") {
+		for _, m := range p.Metrics {
+			if m.Name == "Node Control/Rebirth" && m.Value == true {
+				n.o.Logger.Info("sparkplug: rebirth requested")
+				n.mu.Lock()
+				if n.pub != nil {
+					if err := n.birthLocked(); err != nil {
+						n.lostLocked(err)
+					}
+				}
+				n.mu.Unlock()
+				continue
+			}
+			n.o.Logger.Warn("sparkplug: NCMD metric not supported; ignored", "metric", m.Name)
+		}
+		return
+	}
+	device := topic[strings.LastIndexByte(topic, '/')+1:]
+	d, ok := n.devs[device]
+	if !ok {
+		n.o.Logger.Warn("sparkplug: DCMD for a device this node does not have; ignored", "topic", topic)
+		return
+	}
+	for _, m := range p.Metrics {
+		on, isBool := m.Value.(bool)
+		if m.Name != "state" || !isBool || d.Command == nil {
+			n.o.Logger.Warn("sparkplug: DCMD metric not supported (outputs take the Boolean metric \"state\"); ignored", "device", device, "metric", m.Name)
+			continue
+		}
+		cmd := "off"
+		if on {
+			cmd = "on"
+		}
+		if err := d.Command([]byte(cmd)); err != nil {
+			n.o.Logger.Warn("sparkplug: DCMD not carried out", "device", device, "error", err)
+		}
+	}
+}
+
+// Stored is how many readings wait for the next birth.
+func (n *Node) Stored() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.store)
+}
