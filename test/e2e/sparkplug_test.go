@@ -123,7 +123,9 @@ initial = "off"
 	if tok := pub.Publish(node+"NCMD/gw-01", 0, false, rebirth); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish NCMD: %v", tok.Error())
 	}
-	sub.waitFor(t, 20*time.Second, "NBIRTH after NCMD rebirth", func(ms []paho.Message) bool { return count(ms, mark2, "NBIRTH") >= 1 && count(ms, mark2, "DBIRTH") >= 2 })
+	sub.waitFor(t, 20*time.Second, "NBIRTH after NCMD rebirth", func(ms []paho.Message) bool {
+		return count(ms, mark2, "NBIRTH") >= 1 && count(ms, mark2, "DBIRTH") >= 2
+	})
 
 	// DCMD drives the relay.
 	on := tahuEncode(t, `{"timestamp":1,"metrics":[{"name":"state","type":"Boolean","value":true}]}`)
