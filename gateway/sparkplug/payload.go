@@ -187,6 +187,12 @@ func decodeMetric(b []byte) (Metric, error) {
 			var s string
 			s, n = protowire.ConsumeString(b)
 			m.Name = s
+		case num == 3 && typ == protowire.VarintType:
+			m.Timestamp, n = protowire.ConsumeVarint(b)
+		case num == 5 && typ == protowire.VarintType:
+			var v uint64
+			v, n = protowire.ConsumeVarint(b)
+			m.Historical = v != 0
 		case num == 4 && typ == protowire.VarintType:
 			var v uint64
 			v, n = protowire.ConsumeVarint(b)
