@@ -98,6 +98,9 @@ direction = "out"
 qos = 1
 remote_prefix = "sites/demo/gw-01/"
 
+[availability]                    # online/offline of the gateway and each device, retained
+enabled = true
+
 [[device]]
 name = "door"
 type = "sim"
@@ -114,7 +117,9 @@ CONF
 "$BIN" run -c "$WORK/gateway.toml" 2>"$WORK/gateway.log" & pids+=($!) names+=("edgegw")
 waitport "$LOCAL"
 echo "demo: edgegw running (local broker 127.0.0.1:$LOCAL, log $WORK/gateway.log)"
-echo "demo: readings as the upstream broker sees them (Ctrl-C to stop):"
+echo "demo: availability: sites/demo/gw-01/status (the gateway: online, or offline as its Last Will)"
+echo "demo:               sites/demo/gw-01/status/<device> (each device: offline while its port is gone)"
+echo "demo: readings and states as the upstream broker sees them (Ctrl-C to stop):"
 mosquitto_sub -h localhost -p "$UP" --cafile "$WORK/pki/ca.crt" \
   --cert "$WORK/pki/viewer.crt" --key "$WORK/pki/viewer.key" \
   -t 'sites/#' -v -q 1 & sub=$!; pids+=($sub) names+=("the viewer (mosquitto_sub)")

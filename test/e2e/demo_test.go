@@ -59,6 +59,11 @@ func TestDemo(t *testing.T) {
 	if len(door.FindAllString(s, -1)) < 3 || len(climate.FindAllString(s, -1)) < 1 {
 		t.Fatalf("demo did not show readings arriving upstream:\n%s", s)
 	}
+	for _, want := range []string{"sites/demo/gw-01/status online", "sites/demo/gw-01/status/door online", "sites/demo/gw-01/status/climate online"} {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `$`).MatchString(s) {
+			t.Errorf("demo did not show the availability %q upstream:\n%s", want, s)
+		}
+	}
 	if !strings.Contains(s, "demo: stopped and cleaned up") {
 		t.Fatalf("demo did not clean up:\n%s", s)
 	}
