@@ -56,6 +56,9 @@ type Options struct {
 	// the configuration is removed.
 	StateFile string
 	Logger    *slog.Logger
+	// Announced, when set, is called after each announcement with their
+	// count so far.
+	Announced func(n int)
 }
 
 // Announcer publishes the discovery messages.
@@ -146,7 +149,11 @@ func (a *Announcer) announce(msgs []Message) error {
 	}
 	a.mu.Lock()
 	a.count++
+	n := a.count
 	a.mu.Unlock()
+	if a.o.Announced != nil {
+		a.o.Announced(n)
+	}
 	a.o.Logger.Debug("announced to Home Assistant", "messages", len(msgs))
 	return nil
 }
