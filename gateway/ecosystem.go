@@ -192,7 +192,7 @@ func (e *ecosystem) deviceNotify(name string) func(up bool) {
 func (e *ecosystem) start(ctx context.Context) (stop func(), err error) {
 	if e.avail != nil {
 		if err := e.avail.Start(); err != nil {
-			return nil, err
+			e.log.Warn("the gateway's online state is not published locally", "error", err)
 		}
 	}
 	if e.ha != nil {

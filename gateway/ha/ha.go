@@ -91,11 +91,13 @@ func (a *Announcer) Announcements() int {
 // on every birth message of Home Assistant until Stop.
 func (a *Announcer) Start() error {
 	msgs := a.Messages()
+	// A broker that cannot take the messages now (an external one not yet
+	// up) is no reason to stop: Home Assistant's next birth message brings
+	// them again.
 	if err := a.removeStale(msgs); err != nil {
-		return err
-	}
-	if err := a.announce(msgs); err != nil {
-		return err
+		a.o.Logger.Warn("could not remove what left the configuration from Home Assistant", "error", err)
+	} else if err := a.announce(msgs); err != nil {
+		a.o.Logger.Warn("could not announce to Home Assistant; waiting for its next birth message", "error", err)
 	}
 	cancel, err := a.o.Subscribe(a.o.Prefix+"/status", func(p []byte) {
 		if string(p) != "online" {
