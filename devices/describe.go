@@ -46,3 +46,32 @@ type Description struct {
 type Describer interface {
 	Describe() Description
 }
+
+// unitClass maps a unit to the device class of what it measures, for
+// drivers whose values the user names (lines, modbus); "" when a unit does
+// not say (°, ms).
+var unitClass = map[string]string{
+	"°C": "temperature", "°F": "temperature", "K": "temperature",
+	"%RH": "humidity",
+	"hPa": "atmospheric_pressure", "Pa": "pressure", "kPa": "pressure", "bar": "pressure", "mbar": "pressure",
+	"V": "voltage", "mV": "voltage", "A": "current", "mA": "current",
+	"W": "power", "kW": "power", "Wh": "energy", "kWh": "energy",
+	"Hz": "frequency", "lx": "illuminance", "ppm": "carbon_dioxide",
+	"µg/m³": "pm25",
+}
+
+// MeasuredValue describes a user-named numeric value by its unit: the
+// device class the unit implies and "measurement" ("total_increasing" for
+// energy, a meter reading).
+func MeasuredValue(name string, typ ValueType, unit string) Value {
+	v := Value{Name: name, Type: typ, Unit: unit}
+	if typ != Float && typ != Int {
+		return v
+	}
+	v.Class = unitClass[unit]
+	v.State = "measurement"
+	if v.Class == "energy" {
+		v.State = "total_increasing"
+	}
+	return v
+}

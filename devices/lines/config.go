@@ -138,5 +138,14 @@ func New(env devices.Env, cfg Config) (*serialport.Stream, error) {
 	c := new(serialport.Counters)
 	p := &Parser{Counts: c, format: cfg.Format, re: re, fields: cfg.Fields}
 	p.lines.Max = cfg.MaxLine
-	return &serialport.Stream{Port: cfg.Config, Parser: p, Counts: c, Logger: env.Logger}, nil
+	return &serialport.Stream{Port: cfg.Config, Parser: p, Counts: c, Logger: env.Logger, Desc: cfg.Description()}, nil
+}
+
+func sortedFields(m map[string]FieldSpec) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
