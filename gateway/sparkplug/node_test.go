@@ -2,8 +2,10 @@ package sparkplug
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,5 +163,44 @@ func TestDecodeRefusesGarbage(t *testing.T) {
 	d, err := Decode(p.Encode())
 	if err != nil || d.Seq != 7 || d.Metrics[0].Value != "é" {
 		t.Fatalf("round trip %+v %v", d, err)
+	}
+}
+
+// TestDeviceDeathAndRebirth: a device going offline sends DDEATH, coming
+// back DBIRTH, both numbered; while it is dead the next NBIRTH leaves out
+// its DBIRTH; NCMD rebirth restarts seq at 0 with the same bdSeq; DCMD
+// "state" drives the device's command.
+func TestDeviceDeathAndRebirth(t *testing.T) {
+	var cmds []string
+	n := New(Options{
+		GroupID: "g", EdgeNodeID: "n", StateFile: filepath.Join(t.TempDir(), "bdseq"),
+		Devices: []Device{
+			{Name: "climate", Desc: devices.Description{Values: []devices.Value{{Name: "temperature", Type: devices.Float}}}},
+			{Name: "relay", Desc: devices.Description{Output: true}, Command: func(p []byte) error { cmds = append(cmds, string(p)); return nil }},
+		},
+	})
+	n.Will()
+	l := &fakeLink{t: t}
+	n.OnConnect(l.pub)
+	n.DeviceState("climate", false)
+	n.DeviceState("climate", false) // no change, nothing sent
+	rebirth := Payload{Timestamp: 1, Metrics: []Metric{{Name: "Node Control/Rebirth", Type: Boolean, Value: true}}}
+	n.Command("spBv1.0/g/NCMD/n", rebirth.Encode())
+	n.DeviceState("climate", true)
+	on := Payload{Timestamp: 1, Metrics: []Metric{{Name: "state", Type: Boolean, Value: true}}}
+	n.Command("spBv1.0/g/DCMD/n/relay", on.Encode())
+	n.Command("spBv1.0/g/DCMD/n/nosuch", on.Encode())
+	n.Command("spBv1.0/g/NCMD/n", []byte{0xff})
+
+	var got []string
+	for _, m := range l.msgs {
+		got = append(got, fmt.Sprintf("%s:%d", strings.TrimPrefix(m.topic, "spBv1.0/g/"), m.p.Seq))
+	}
+	want := "NBIRTH/n:0 DBIRTH/n/climate:1 DBIRTH/n/relay:2 DDEATH/n/climate:3 NBIRTH/n:0 DBIRTH/n/relay:1 DBIRTH/n/climate:2"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("messages:\n%s\nwant:\n%s", strings.Join(got, " "), want)
+	}
+	if len(cmds) != 1 || cmds[0] != "on" {
+		t.Fatalf("commands %v, want [on]", cmds)
 	}
 }
