@@ -96,8 +96,9 @@ func (g *Gateway) newEcosystem(bk localBroker) *ecosystem {
 	if s := cfg.Sparkplug; s.Enabled && cfg.Upstream != nil {
 		o := sparkplug.Options{
 			GroupID: s.GroupID, EdgeNodeID: s.EdgeNodeID, Version: Version,
-			StateFile: filepath.Join(cfg.Gateway.DataDir, "sparkplug-bdseq"),
-			Logger:    g.log.With("component", "sparkplug"),
+			StateFile:   filepath.Join(cfg.Gateway.DataDir, "sparkplug-bdseq"),
+			PendingFile: filepath.Join(cfg.Gateway.DataDir, "sparkplug-pending.jsonl"),
+			Logger:      g.log.With("component", "sparkplug"),
 		}
 		for _, d := range g.devices {
 			sd := sparkplug.Device{Name: d.name, Type: d.typ}
@@ -277,6 +278,6 @@ func (e *ecosystem) startSparkplug(ctx context.Context) (stop func(), err error)
 			}
 		}
 	}()
-	cancels = append(cancels, func() { cancel(); wg.Wait() })
+	cancels = append(cancels, func() { cancel(); wg.Wait() }, e.sp.Close)
 	return stop, nil
 }

@@ -5,7 +5,8 @@
 // message but NDEATH, NCMD "Node Control/Rebirth" answered with a fresh
 // birth, and DCMD driving outputs. Readings made while the link is down are
 // kept (in memory, bounded) and sent after the next birth as historical
-// metrics, as the specification's store-and-forward section describes.
+// metrics, as the specification's store-and-forward section describes;
+// with a PendingFile they survive a restart during the outage too.
 //
 // Sparkplug messages bypass the outbox: the specification sends births and
 // data at QoS 0 and numbers them per connection, so a stored copy from an
@@ -44,6 +45,9 @@ type Options struct {
 	Devices             []Device
 	// StateFile keeps bdSeq across restarts.
 	StateFile string
+	// PendingFile, when set, keeps the readings made while the link is
+	// down across restarts (see pending).
+	PendingFile string
 	// MaxStored bounds the readings kept while the link is down (default
 	// 10000); beyond it the oldest are dropped and counted.
 	MaxStored int
@@ -56,6 +60,7 @@ type pubFunc func(topic string, payload []byte, qos byte, retain bool) error
 // stored is a reading kept while the link was down.
 type stored struct {
 	device  string
+	payload []byte // the reading's JSON, for the pending file
 	metrics []Metric
 }
 
@@ -72,6 +77,7 @@ type Node struct {
 	online  map[string]bool              // devices born and not dead
 	store   []stored
 	dropped uint64
+	pend    *pending
 }
 
 // New makes a Node.
@@ -91,7 +97,49 @@ func New(o Options) *Node {
 		n.devs[d.Name] = d
 		n.online[d.Name] = true
 	}
+	if o.PendingFile != "" {
+		n.pend = &pending{path: o.PendingFile}
+		entries, bad, err := n.pend.load()
+		if err != nil {
+			n.o.Logger.Warn("sparkplug: the readings kept during the last outage are unreadable; they are not sent", "file", o.PendingFile, "error", err)
+		}
+		for _, e := range entries {
+			d, ok := n.devs[e.Device]
+			if !ok {
+				bad++ // a device no longer configured
+				continue
+			}
+			ms, err := readingMetrics(d, e.Payload)
+			if err != nil {
+				bad++
+				continue
+			}
+			n.keepLocked(stored{device: e.Device, payload: e.Payload, metrics: ms})
+		}
+		if len(entries) > 0 || bad > 0 {
+			n.o.Logger.Info("sparkplug: readings of an earlier outage will go up as historical after the next birth", "readings", len(n.store), "unusable", bad)
+		}
+	}
 	return n
+}
+
+// keepLocked stores a reading for the next birth, dropping the oldest
+// beyond MaxStored.
+func (n *Node) keepLocked(s stored) {
+	if len(n.store) >= n.o.MaxStored {
+		n.store = n.store[1:]
+		n.dropped++
+	}
+	n.store = append(n.store, s)
+}
+
+// Close closes the pending file.
+func (n *Node) Close() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.pend != nil {
+		n.pend.close()
+	}
 }
 
 // Topic is the topic of a message type for the node ("" device) or a device.
@@ -167,8 +215,12 @@ func (n *Node) OnConnect(pub func(topic string, payload []byte, qos byte, retain
 		if err := n.sendLocked("DDATA", s.device, s.metrics); err != nil {
 			n.store = append(kept[i:], n.store...)
 			n.lostLocked(err)
+			n.rewritePendingLocked()
 			return
 		}
+	}
+	if len(kept) > 0 {
+		n.rewritePendingLocked()
 	}
 	if len(kept) > 0 {
 		n.o.Logger.Info("sparkplug: readings stored during the outage sent as historical", "messages", len(kept), "dropped", n.dropped)
@@ -286,11 +338,27 @@ func (n *Node) Reading(device string, payload []byte) {
 			n.lostLocked(err)
 		}
 	}
-	if len(n.store) >= n.o.MaxStored {
-		n.store = n.store[1:]
-		n.dropped++
+	s := stored{device: device, payload: append([]byte(nil), payload...), metrics: ms}
+	n.keepLocked(s)
+	if n.pend != nil {
+		if err := n.pend.add(device, s.payload); err != nil && n.pend.err == nil {
+			n.pend.err = err
+			n.o.Logger.Warn("sparkplug: cannot keep readings on disk during the outage; they are kept in memory only", "error", err)
+		}
+		if n.pend.lines > 2*n.o.MaxStored {
+			n.rewritePendingLocked()
+		}
 	}
-	n.store = append(n.store, stored{device: device, metrics: ms})
+}
+
+// rewritePendingLocked makes the pending file hold what is stored now.
+func (n *Node) rewritePendingLocked() {
+	if n.pend == nil {
+		return
+	}
+	if err := n.pend.rewrite(n.store); err != nil {
+		n.o.Logger.Warn("sparkplug: cannot rewrite the readings kept during the outage", "error", err)
+	}
 }
 
 // readingMetrics turns the JSON payload of a reading into metrics.

@@ -204,3 +204,48 @@ func TestDeviceDeathAndRebirth(t *testing.T) {
 		t.Fatalf("commands %v, want [on]", cmds)
 	}
 }
+
+// TestPendingSurvivesRestart: readings made while the link is down are kept
+// in the pending file, so a new process (after kill -9) sends them as
+// historical after its first birth; a torn last line costs that line; the
+// file is gone once they went up.
+func TestPendingSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	mk := func() *Node {
+		n := newNode(t, dir)
+		n.o.PendingFile = filepath.Join(dir, "pending")
+		return New(n.o)
+	}
+	n := mk()
+	n.Will()
+	for i := 0; i < 4; i++ {
+		n.Reading("climate", []byte(reading)) // never connected: stored
+	}
+	n.Close() // the process dies; only the file is left
+	f, err := os.OpenFile(filepath.Join(dir, "pending"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"d":"climate","p":{"ts":"2026`) // torn by the kill
+	f.Close()
+
+	n = mk()
+	if n.Stored() != 4 {
+		t.Fatalf("after the restart %d readings stored, want the 4 whole ones", n.Stored())
+	}
+	n.Will()
+	l := &fakeLink{t: t}
+	n.OnConnect(l.pub)
+	hist := 0
+	for _, m := range l.msgs {
+		if m.topic == "spBv1.0/g/DDATA/n/climate" && m.p.Metrics[0].Historical {
+			hist++
+		}
+	}
+	if hist != 4 {
+		t.Fatalf("%d historical DDATA after the restart, want 4", hist)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pending")); !os.IsNotExist(err) {
+		t.Fatalf("the pending file is still there after they went up: %v", err)
+	}
+}
