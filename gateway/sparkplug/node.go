@@ -4,9 +4,9 @@
 // DBIRTH, DDATA and DDEATH per device with typed metrics, seq 0-255 on every
 // message but NDEATH, NCMD "Node Control/Rebirth" answered with a fresh
 // birth, and DCMD driving outputs. Readings made while the link is down are
-// kept (in memory, bounded) and sent after the next birth as historical
-// metrics, as the specification's store-and-forward section describes;
-// with a PendingFile they survive a restart during the outage too.
+// kept (bounded) and sent after the next birth as historical metrics, as the
+// specification's store-and-forward section describes; with a PendingFile
+// they survive a restart during the outage too.
 //
 // Sparkplug messages bypass the outbox: the specification sends births and
 // data at QoS 0 and numbers them per connection, so a stored copy from an
