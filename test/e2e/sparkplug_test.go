@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
+	"github.com/edgegw/edgegw/internal/mosquittotest"
 	"github.com/edgegw/edgegw/internal/netproxy"
 )
 
@@ -289,4 +292,126 @@ initial = "off"
 		t.Error("no DDATA with the relay on after the DCMD")
 	}
 	t.Logf("%d messages decoded by sparkplug-payload %s; bdSeq births %v deaths %v; %d historical and %d live DDATA", len(dec), tahuVersion, births, deaths, historical, live)
+}
+
+// TestSparkplugHistoricalAcrossKill: readings made while the link is cut
+// survive kill -9 of the real binary (the pending file in data_dir) and go
+// up as historical DDATA after the next process's first birth, with the
+// timestamps of the readings, decoded by Tahu.
+func TestSparkplugHistoricalAcrossKill(t *testing.T) {
+	tahu(t)
+	f := pki(t)
+	up := upstream(t, f)
+	px, err := netproxy.New(up.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	sub := subscribe(t, f, up.Addr(), "spBv1.0/#", 1)
+	gwPair := clientPair(t, f, "gw-01")
+	brokerAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(mosquittotest.FreePort(t)))
+	cfg := fmt.Sprintf(`
+[gateway]
+id = "gw-01"
+data_dir = %q
+http_listen = ""
+[broker]
+listen = %q
+[upstream]
+address = "mqtts://%s"
+keepalive = "2s"
+backoff_min = "10ms"
+backoff_max = "100ms"
+[upstream.tls]
+cafile = %q
+certfile = %q
+keyfile = %q
+[[upstream.topic]]
+pattern = "readings/#"
+direction = "out"
+qos = 1
+remote_prefix = "sites/s1/gw-01/"
+[sparkplug]
+enabled = true
+group_id = "plant1"
+[[device]]
+name = "climate"
+type = "sim"
+kind = "sensor"
+interval = "20ms"
+`, t.TempDir(), brokerAddr, px.Addr(), f.CA.Cert, gwPair.Cert, gwPair.Key)
+	gw := newGwProc(t, cfg, brokerAddr)
+	gw.start()
+	sub.waitFor(t, 20*time.Second, "the first NBIRTH", func(ms []paho.Message) bool {
+		for _, m := range ms {
+			if m.Topic() == "spBv1.0/plant1/NBIRTH/gw-01" {
+				return true
+			}
+		}
+		return false
+	})
+	local := &received{ch: make(chan struct{}, 1)}
+	lc := localClient(brokerAddr, "sp-kill-local", true, nil)
+	if tok := lc.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("local connect: %v", tok.Error())
+	}
+	if tok := lc.Subscribe("readings/climate", 0, func(_ paho.Client, m paho.Message) { local.add(m) }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("local subscribe: %v", tok.Error())
+	}
+	px.Cut()
+	cutAt := time.Now()
+	mark := len(sub.snapshot())
+	sub.waitFor(t, 10*time.Second, "NDEATH after the cut", func(ms []paho.Message) bool {
+		for _, m := range ms[mark:] {
+			if m.Topic() == "spBv1.0/plant1/NDEATH/gw-01" {
+				return true
+			}
+		}
+		return false
+	})
+	n0 := len(local.snapshot())
+	local.waitFor(t, 10*time.Second, "40 readings during the cut", func(ms []paho.Message) bool { return len(ms) >= n0+40 })
+	lc.Disconnect(0)
+	gw.kill()
+	killedAt := time.Now()
+	px.Restore()
+	mark = len(sub.snapshot())
+	gw.start()
+	ms := sub.waitFor(t, 20*time.Second, "a new NBIRTH and live DDATA after the restart", func(ms []paho.Message) bool {
+		births, live := 0, 0
+		for _, m := range ms[mark:] {
+			switch m.Topic() {
+			case "spBv1.0/plant1/NBIRTH/gw-01":
+				births++
+			case "spBv1.0/plant1/DDATA/gw-01/climate":
+				live++
+			}
+		}
+		return births > 0 && live >= 80
+	})
+	gw.stop()
+	var topics []string
+	var payloads [][]byte
+	for _, m := range ms[mark:] {
+		topics = append(topics, m.Topic())
+		payloads = append(payloads, m.Payload())
+	}
+	hist, beforeKill := 0, 0
+	for _, d := range tahuDecode(t, topics, payloads) {
+		if d.Error != "" {
+			t.Fatalf("%s: Tahu cannot decode it: %s", d.Topic, d.Error)
+		}
+		if !strings.HasSuffix(d.Topic, "DDATA/gw-01/climate") || !d.Payload.Metrics[0].IsHistorical {
+			continue
+		}
+		hist++
+		ts := time.UnixMilli(d.Payload.Metrics[0].Timestamp)
+		if ts.After(cutAt.Add(-time.Second)) && ts.Before(killedAt) {
+			beforeKill++
+		}
+	}
+	if beforeKill < 40 {
+		t.Errorf("%d historical DDATA from the cut before kill -9 (of %d historical), want the 40 readings made then", beforeKill, hist)
+	}
+	t.Logf("%d historical DDATA after kill -9 and restart, %d of them made during the cut before the kill", hist, beforeKill)
 }
