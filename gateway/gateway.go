@@ -44,6 +44,7 @@ type Gateway struct {
 	outbox *outbox.Outbox
 	ready  bool
 	certs  []tlsx.CertInfo
+	eco    *ecosystem
 
 	// Ready, when set, is called once everything is up (systemd READY=1).
 	Ready func()
@@ -271,7 +272,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	}
 	defer stopEco()
 	g.mu.Lock()
-	g.broker, g.bridge, g.outbox = bk, br, ob
+	g.broker, g.bridge, g.outbox, g.eco = bk, br, ob, eco
 	g.mu.Unlock()
 	stopOps, err := g.startOps(ctx, bk)
 	if err != nil {

@@ -221,6 +221,19 @@ func (g *Gateway) writeMetrics() []byte {
 		w.one("edgegw_tls_cert_read_errors", "gauge", "1 when the certificate files could not be read for the expiry check.", b2f(err != nil))
 	}
 
+	// Sparkplug B edge node.
+	g.mu.Lock()
+	eco := g.eco
+	g.mu.Unlock()
+	if eco != nil && eco.sp != nil {
+		st := eco.sp.Stats()
+		w.one("edgegw_sparkplug_stored", "gauge", "Readings kept while the link is down, waiting for the next birth.", float64(st.Stored))
+		w.one("edgegw_sparkplug_dropped_total", "counter", "Readings dropped from a full Sparkplug store (oldest first).", float64(st.Dropped))
+		w.one("edgegw_sparkplug_historical_total", "counter", "Readings sent as historical DDATA after a birth.", float64(st.Historical))
+		w.one("edgegw_sparkplug_commands_refused_total", "counter", "NCMD/DCMD not carried out: not Sparkplug B, unknown device or metric.", float64(st.CommandsRefused))
+		w.one("edgegw_sparkplug_bad_readings_total", "counter", "Payloads on a device topic that are not the gateway's JSON (a local program publishing there).", float64(st.BadReadings))
+	}
+
 	// Process.
 	w.one("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", float64(rssBytes()))
 	w.one("go_goroutines", "gauge", "Number of goroutines that currently exist.", float64(runtime.NumGoroutine()))

@@ -78,6 +78,26 @@ type Node struct {
 	store   []stored
 	dropped uint64
 	pend    *pending
+
+	stats Stats
+}
+
+// Stats are the node's counters, for metrics.
+type Stats struct {
+	Stored          int    // readings waiting for the next birth
+	Dropped         uint64 // readings dropped from a full store (oldest first)
+	Historical      uint64 // readings sent as historical
+	CommandsRefused uint64 // NCMD/DCMD that were not Sparkplug B or not supported
+	BadReadings     uint64 // local payloads on a device topic that are not the gateway's JSON
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.stats
+	s.Stored = len(n.store)
+	return s
 }
 
 // New makes a Node.
@@ -129,6 +149,7 @@ func (n *Node) keepLocked(s stored) {
 	if len(n.store) >= n.o.MaxStored {
 		n.store = n.store[1:]
 		n.dropped++
+		n.stats.Dropped++
 	}
 	n.store = append(n.store, s)
 }
@@ -219,6 +240,7 @@ func (n *Node) OnConnect(pub func(topic string, payload []byte, qos byte, retain
 			return
 		}
 	}
+	n.stats.Historical += uint64(len(kept))
 	if len(kept) > 0 {
 		n.rewritePendingLocked()
 	}
@@ -319,6 +341,9 @@ func (n *Node) Reading(device string, payload []byte) {
 	ms, err := readingMetrics(d, payload)
 	if err != nil {
 		n.o.Logger.Warn("sparkplug: a reading that is not the gateway's JSON; skipped", "device", device, "error", err)
+		n.mu.Lock()
+		n.stats.BadReadings++
+		n.mu.Unlock()
 		return
 	}
 	n.mu.Lock()
@@ -461,6 +486,7 @@ func (n *Node) Command(topic string, payload []byte) {
 	p, err := Decode(payload)
 	if err != nil {
 		n.o.Logger.Warn("sparkplug: a command that is not a Sparkplug B payload; ignored", "topic", topic, "error", err)
+		n.refused()
 		return
 	}
 	if topic == n.Topic("NCMD", "") {
@@ -477,6 +503,7 @@ func (n *Node) Command(topic string, payload []byte) {
 				continue
 			}
 			n.o.Logger.Warn("sparkplug: NCMD metric not supported; ignored", "metric", m.Name)
+			n.refused()
 		}
 		return
 	}
@@ -484,12 +511,14 @@ func (n *Node) Command(topic string, payload []byte) {
 	d, ok := n.devs[device]
 	if !ok {
 		n.o.Logger.Warn("sparkplug: DCMD for a device this node does not have; ignored", "topic", topic)
+		n.refused()
 		return
 	}
 	for _, m := range p.Metrics {
 		on, isBool := m.Value.(bool)
 		if m.Name != "state" || !isBool || d.Command == nil {
 			n.o.Logger.Warn("sparkplug: DCMD metric not supported (outputs take the Boolean metric \"state\"); ignored", "device", device, "metric", m.Name)
+			n.refused()
 			continue
 		}
 		cmd := "off"
@@ -498,6 +527,7 @@ func (n *Node) Command(topic string, payload []byte) {
 		}
 		if err := d.Command([]byte(cmd)); err != nil {
 			n.o.Logger.Warn("sparkplug: DCMD not carried out", "device", device, "error", err)
+			n.refused()
 		}
 	}
 }
@@ -507,4 +537,10 @@ func (n *Node) Stored() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return len(n.store)
+}
+
+func (n *Node) refused() {
+	n.mu.Lock()
+	n.stats.CommandsRefused++
+	n.mu.Unlock()
 }

@@ -203,6 +203,9 @@ func TestDeviceDeathAndRebirth(t *testing.T) {
 	if len(cmds) != 1 || cmds[0] != "on" {
 		t.Fatalf("commands %v, want [on]", cmds)
 	}
+	if st := n.Stats(); st.CommandsRefused != 2 {
+		t.Fatalf("commands refused %d, want 2 (a DCMD for no such device, an NCMD that is not protobuf)", st.CommandsRefused)
+	}
 }
 
 // TestPendingSurvivesRestart: readings made while the link is down are kept
