@@ -578,3 +578,77 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	})
 	_ = ms
 }
+
+// TestHomeAssistantLocal: with Home Assistant on the board's own broker
+// (no [upstream] at all), a client of the embedded broker gets the retained
+// configs, checked against the same table, with local topics; the state
+// topic carries what the template reads; the birth message announces again.
+func TestHomeAssistantLocal(t *testing.T) {
+	cfg := fmt.Sprintf(`
+[gateway]
+id = "gw-01"
+data_dir = %q
+http_listen = ""
+[broker]
+listen = "127.0.0.1:0"
+[homeassistant]
+enabled = true
+[[device]]
+name = "climate"
+type = "sim"
+kind = "sensor"
+interval = "100ms"
+`, t.TempDir())
+	gw, _ := runGateway(t, cfg)
+	r := &received{ch: make(chan struct{}, 1)}
+	c := localClient(gw.BrokerAddr(), "ha-local", true, nil)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("local connect: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	if tok := c.SubscribeMultiple(map[string]byte{"homeassistant/#": 1, "readings/#": 0}, func(_ paho.Client, m paho.Message) { r.add(m) }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("local subscribe: %v", tok.Error())
+	}
+	const temp = "homeassistant/sensor/gw-01/climate_temperature/config"
+	ms := r.waitFor(t, 10*time.Second, "the retained temperature config", func(ms []paho.Message) bool {
+		for _, m := range ms {
+			if m.Topic() == temp {
+				return true
+			}
+		}
+		return false
+	})
+	var cfgMsg map[string]any
+	for _, m := range ms {
+		if m.Topic() == temp {
+			_, cfgMsg = checkDiscovery(t, m.Topic(), m.Payload())
+		}
+	}
+	if cfgMsg["state_topic"] != "readings/climate" {
+		t.Fatalf("state_topic %v, want the local readings/climate", cfgMsg["state_topic"])
+	}
+	av := cfgMsg["availability"].([]any)
+	if av[0].(map[string]any)["topic"] != "edgegw/gw-01/status" {
+		t.Errorf("availability %v, want the local gateway topic first", av)
+	}
+	r.waitFor(t, 10*time.Second, "a reading the template reads", func(ms []paho.Message) bool {
+		for _, m := range ms {
+			if v, ok := render(cfgMsg["value_template"].(string), m.Payload()); ok && m.Topic() == "readings/climate" && v != "" {
+				return true
+			}
+		}
+		return false
+	})
+	before := len(r.snapshot())
+	if tok := c.Publish("homeassistant/status", 1, false, "online"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("birth: %v", tok.Error())
+	}
+	r.waitFor(t, 10*time.Second, "the config again after the birth", func(ms []paho.Message) bool {
+		for _, m := range ms[before:] {
+			if m.Topic() == temp {
+				return true
+			}
+		}
+		return false
+	})
+}
