@@ -71,6 +71,9 @@ type Node struct {
 
 	mu      sync.Mutex
 	bdSeq   uint64
+	// bdSeqSet: bdSeq holds this process's current number; bdSeqUsed: a
+	// connection was accepted with it (the next CONNECT takes a new one).
+	bdSeqSet, bdSeqUsed bool
 	seq     uint64 // next seq
 	pub     pubFunc
 	last    map[string]map[string]Metric // last value per device and metric
@@ -180,22 +183,29 @@ func (n *Node) CommandTopics() (ncmd, dcmd string) {
 
 func (n *Node) now() uint64 { return uint64(n.o.Now().UnixMilli()) }
 
-// Will is the bridge's Will hook: it advances bdSeq (kept in StateFile) and
-// returns NDEATH carrying it, for the connection about to be made.
+// Will is the bridge's Will hook: it returns NDEATH carrying this
+// connection's bdSeq. bdSeq advances (and is saved in StateFile, before
+// CONNECT, so a restart never reuses it) once per connection the broker
+// accepted: a refused or failed CONNECT registered no Will, so the next
+// attempt reuses its number and writes nothing — an outage costs the SD
+// card no write per retry.
 func (n *Node) Will() (topic string, payload []byte) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	prev, err := readBdSeq(n.o.StateFile)
-	if err != nil {
-		n.o.Logger.Warn("sparkplug: the saved bdSeq is unreadable; starting from 0", "file", n.o.StateFile, "error", err)
-	}
-	if err == nil && prev >= 0 {
-		n.bdSeq = uint64(prev+1) % 256
-	} else {
-		n.bdSeq = 0
-	}
-	if err := os.WriteFile(n.o.StateFile, []byte(strconv.FormatUint(n.bdSeq, 10)+"\n"), 0o640); err != nil {
-		n.o.Logger.Warn("sparkplug: cannot save bdSeq; the next start may reuse it", "error", err)
+	if !n.bdSeqSet || n.bdSeqUsed {
+		if !n.bdSeqSet {
+			prev, err := readBdSeq(n.o.StateFile)
+			if err != nil {
+				n.o.Logger.Warn("sparkplug: the saved bdSeq is unreadable; starting from 0", "file", n.o.StateFile, "error", err)
+			}
+			n.bdSeq = uint64(prev+1) % 256 // prev is -1 without a file
+		} else {
+			n.bdSeq = (n.bdSeq + 1) % 256
+		}
+		n.bdSeqSet, n.bdSeqUsed = true, false
+		if err := os.WriteFile(n.o.StateFile, []byte(strconv.FormatUint(n.bdSeq, 10)+"\n"), 0o640); err != nil {
+			n.o.Logger.Warn("sparkplug: cannot save bdSeq; the next start may reuse it", "error", err)
+		}
 	}
 	p := Payload{Timestamp: n.now(), Metrics: []Metric{{Name: "bdSeq", Type: Int64, Value: int64(n.bdSeq)}}}
 	return n.Topic("NDEATH", ""), p.Encode()
@@ -223,6 +233,7 @@ func (n *Node) OnConnect(pub func(topic string, payload []byte, qos byte, retain
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.pub = pub
+	n.bdSeqUsed = true
 	if err := n.birthLocked(); err != nil {
 		n.lostLocked(err)
 		return

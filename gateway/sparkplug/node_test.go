@@ -51,8 +51,9 @@ func newNode(t *testing.T, dir string) *Node {
 
 const reading = `{"gateway":"gw","device":"climate","type":"sim","seq":1,"ts":"2026-11-22T01:02:03.456Z","values":{"temperature":21.5},"units":{"temperature":"°C"}}`
 
-// TestBdSeqSurvivesRestart: each CONNECT advances bdSeq, kept in the state
-// file, so a new process pairs its NDEATH with a new NBIRTH; 255 wraps to 0.
+// TestBdSeqSurvivesRestart: each accepted connection and each restart
+// advances bdSeq, kept in the state file, so a new session's NBIRTH never
+// shares a number with an older NDEATH; 255 wraps to 0.
 func TestBdSeqSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	bd := func(n *Node) int64 {
@@ -69,6 +70,18 @@ func TestBdSeqSurvivesRestart(t *testing.T) {
 	n := newNode(t, dir)
 	if got := bd(n); got != 1 {
 		t.Fatalf("after a restart bdSeq %d, want 1", got)
+	}
+	// A CONNECT that was not accepted registered no Will: the retry keeps
+	// the number (and writes nothing); an accepted one uses it up.
+	if got := bd(n); got != 1 {
+		t.Fatalf("retry after a failed CONNECT: bdSeq %d, want 1 again", got)
+	}
+	n.OnConnect((&fakeLink{t: t}).pub)
+	if got := bd(n); got != 2 {
+		t.Fatalf("after an accepted connection bdSeq %d, want 2", got)
+	}
+	if got := bd(newNode(t, dir)); got != 3 {
+		t.Fatalf("after a restart bdSeq %d, want 3", got)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bdseq"), []byte("255\n"), 0o600); err != nil {
 		t.Fatal(err)
