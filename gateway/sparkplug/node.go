@@ -69,18 +69,18 @@ type Node struct {
 	o    Options
 	devs map[string]*Device
 
-	mu      sync.Mutex
-	bdSeq   uint64
+	mu    sync.Mutex
+	bdSeq uint64
 	// bdSeqSet: bdSeq holds this process's current number; bdSeqUsed: a
 	// connection was accepted with it (the next CONNECT takes a new one).
 	bdSeqSet, bdSeqUsed bool
-	seq     uint64 // next seq
-	pub     pubFunc
-	last    map[string]map[string]Metric // last value per device and metric
-	online  map[string]bool              // devices born and not dead
-	store   []stored
-	dropped uint64
-	pend    *pending
+	seq                 uint64 // next seq
+	pub                 pubFunc
+	last                map[string]map[string]Metric // last value per device and metric
+	online              map[string]bool              // devices born and not dead
+	store               []stored
+	dropped             uint64
+	pend                *pending
 
 	stats Stats
 }
