@@ -65,6 +65,13 @@ func (g *Gateway) newEcosystem(bk localBroker) *ecosystem {
 				o.Availability = e.avail.Topic()
 			}
 		}
+		if !up && cfg.Broker.Protected() {
+			for _, d := range g.devices {
+				if _, ok := d.dev.(devices.Commander); ok {
+					hlog.Info("Home Assistant on the local broker drives outputs: their command topics (<topic>/set) are writable by local clients; restrict who may with [broker] acl_file", "device", d.name, "topic", d.topic+"/set")
+				}
+			}
+		}
 		for _, d := range g.devices {
 			hd := ha.Device{Name: d.name, Type: d.typ, StateTopic: d.topic}
 			if ds, ok := d.dev.(devices.Describer); ok {

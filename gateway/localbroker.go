@@ -146,9 +146,12 @@ func isLoopback(hostport string) bool {
 // publishing on it is its point.
 func (g *Gateway) protectedTopics() broker.Protect {
 	var p broker.Protect
+	// Home Assistant on the local broker drives outputs through their
+	// command topics, so those stay writable (the ACL still applies).
+	haLocal := g.cfg.HomeAssistant.Enabled && !g.cfg.HomeAssistant.Upstream
 	for _, d := range g.devices {
 		p.Readings = append(p.Readings, d.topic)
-		if _, ok := d.dev.(devices.Commander); ok {
+		if _, ok := d.dev.(devices.Commander); ok && !haLocal {
 			p.Commands = append(p.Commands, d.topic+"/set")
 		}
 	}

@@ -584,6 +584,11 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 // configs, checked against the same table, with local topics; the state
 // topic carries what the template reads; the birth message announces again.
 func TestHomeAssistantLocal(t *testing.T) {
+	out := &gpiotest.Pin{N: "E2E_HA_LOCAL_OUT", Num: 4346, EdgesChan: make(chan pgpio.Level)}
+	if err := gpioreg.Register(out); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gpioreg.Unregister(out.N) })
 	cfg := fmt.Sprintf(`
 [gateway]
 id = "gw-01"
@@ -598,6 +603,12 @@ name = "climate"
 type = "sim"
 kind = "sensor"
 interval = "100ms"
+[[device]]
+name = "relay"
+type = "gpio_out"
+topic = "relays/relay"
+pin = "E2E_HA_LOCAL_OUT"
+initial = "off"
 `, t.TempDir())
 	gw, _ := runGateway(t, cfg)
 	r := &received{ch: make(chan struct{}, 1)}
@@ -639,6 +650,27 @@ interval = "100ms"
 		}
 		return false
 	})
+	// The switch works from the local broker, protect_topics (the default)
+	// notwithstanding.
+	const sw = "homeassistant/switch/gw-01/relay/config"
+	var swc map[string]any
+	for _, m := range r.waitFor(t, 10*time.Second, "the switch config", func(ms []paho.Message) bool {
+		for _, m := range ms {
+			if m.Topic() == sw {
+				return true
+			}
+		}
+		return false
+	}) {
+		if m.Topic() == sw {
+			_, swc = checkDiscovery(t, m.Topic(), m.Payload())
+		}
+	}
+	if tok := c.Publish(swc["command_topic"].(string), 1, false, swc["payload_on"].(string)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("switch command: %v", tok.Error())
+	}
+	waitUntil(t, 10*time.Second, "the local switch command to drive the pin high", func() bool { return out.Read() == pgpio.High })
+
 	before := len(r.snapshot())
 	if tok := c.Publish("homeassistant/status", 1, false, "online"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("birth: %v", tok.Error())
