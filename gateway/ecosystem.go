@@ -147,6 +147,20 @@ func (g *Gateway) ecosystemRules() []bridge.Rule {
 	return rules
 }
 
+// ecosystemTopics are the local topics only the gateway writes: the
+// availability states and its Home Assistant configs (protect_topics).
+func (g *Gateway) ecosystemTopics() []string {
+	cfg := g.cfg
+	var out []string
+	if a := cfg.Availability; a.Enabled {
+		out = append(out, a.LocalTopic, a.LocalTopic+"/+")
+	}
+	if h := cfg.HomeAssistant; h.Enabled {
+		out = append(out, h.DiscoveryPrefix+"/+/"+ha.ID(cfg.Gateway.ID)+"/+/config")
+	}
+	return out
+}
+
 // will is the bridge's Will hook, nil when no part wants one. There is
 // one Will per connection: with Sparkplug on, NDEATH wins.
 func (e *ecosystem) will() func() *bridge.Will {

@@ -155,6 +155,7 @@ func (g *Gateway) protectedTopics() broker.Protect {
 			p.Commands = append(p.Commands, d.topic+"/set")
 		}
 	}
+	p.Readings = append(p.Readings, g.ecosystemTopics()...)
 	for _, r := range g.rules {
 		if r.Direction == bridge.In {
 			p.Commands = append(p.Commands, r.LocalPrefix+r.Pattern)
