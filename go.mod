@@ -13,6 +13,7 @@ require (
 	github.com/simonvetter/modbus v1.6.3
 	go.bug.st/serial v1.6.4
 	golang.org/x/sys v0.36.0
+	google.golang.org/protobuf v1.36.1
 	periph.io/x/conn/v3 v3.7.2
 	periph.io/x/devices/v3 v3.7.4
 	periph.io/x/host/v3 v3.8.5
@@ -27,6 +28,5 @@ require (
 	github.com/rs/xid v1.4.0 // indirect
 	golang.org/x/net v0.44.0 // indirect
 	golang.org/x/sync v0.17.0 // indirect
-	google.golang.org/protobuf v1.36.1 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
