@@ -127,16 +127,25 @@ func (o *Outbox) pass(b *batch) {
 			}
 		}
 	}
-	o.mu.Unlock()
-	for _, e := range b.ents {
-		switch {
-		case e.err != nil:
-			e.done(0, e.err)
-		case err != nil:
-			e.done(e.seq, err)
-		default:
-			e.done(e.seq, nil)
+	// Callbacks run in seq order with those of messages acknowledged from
+	// memory (runCompletions): if another goroutine is running some, hand
+	// ours over to it.
+	o.inCommit -= len(b.ents)
+	handOver := o.cbBusy && len(b.ents) > 0
+	if handOver {
+		for _, e := range b.ents {
+			o.cbQueue = append(o.cbQueue, e.completion(err))
 		}
+	} else if len(b.ents) > 0 {
+		o.cbBusy = true
+	}
+	o.mu.Unlock()
+	if !handOver && len(b.ents) > 0 {
+		for _, e := range b.ents {
+			c := e.completion(err)
+			c.done(c.seq, c.err)
+		}
+		o.drainCompletions()
 	}
 	o.deleteAcked()
 	o.maybeCompact()
@@ -161,7 +170,7 @@ func (o *Outbox) writeRecords(b *batch) error {
 	}
 	var written uint64 // seqs written in this pass
 	for _, e := range b.ents {
-		if e.err != nil {
+		if e.err != nil || e.noWrite {
 			continue
 		}
 		n := int64(e.end - e.start)
@@ -182,6 +191,7 @@ func (o *Outbox) writeRecords(b *batch) error {
 			o.mu.Unlock()
 		}
 		o.activeCount++
+		o.activeNext = e.seq + 1
 		o.activeSize += n
 		written++
 		if o.opts.Fsync == FsyncAlways {
@@ -203,7 +213,7 @@ func (o *Outbox) writeRecords(b *batch) error {
 	last := &o.segs[len(o.segs)-1]
 	o.diskBytes += o.activeSize - last.bytes
 	last.bytes, last.count = o.activeSize, o.activeCount
-	o.writtenNext = o.activeFirst + o.activeCount
+	o.writtenNext = o.activeNext // seqs are ascending, not contiguous
 	o.writtenOff = o.activeSize
 	o.writing = 0
 	if o.opts.Fsync == FsyncInterval {
@@ -245,7 +255,7 @@ func (o *Outbox) rotate(first uint64) error {
 	last := &o.segs[len(o.segs)-1]
 	o.diskBytes += o.activeSize - last.bytes
 	last.bytes, last.count = o.activeSize, o.activeCount
-	o.writtenNext = o.activeFirst + o.activeCount
+	o.writtenNext = o.activeNext
 	o.writtenOff = o.activeSize
 	o.mu.Unlock()
 	if err := o.active.Close(); err != nil {
@@ -259,6 +269,7 @@ func (o *Outbox) rotate(first uint64) error {
 		return err
 	}
 	o.active, o.activeFirst, o.activeCount, o.activeSize = f, first, 0, segHeaderSize
+	o.activeNext = first
 	o.mu.Lock()
 	o.segs = append(o.segs, segInfo{first: first, bytes: segHeaderSize})
 	o.diskBytes += segHeaderSize
@@ -447,4 +458,17 @@ func (o *Outbox) finish() {
 		o.failed = fmt.Errorf("outbox: close: %w", err)
 	}
 	o.mu.Unlock()
+}
+
+// completion is the callback due for e after a pass that ended with err.
+func (e *entry) completion(err error) completion {
+	switch {
+	case e.err != nil:
+		return completion{done: e.done, err: e.err}
+	case e.noWrite:
+		return completion{done: e.done, seq: e.seq} // safe upstream already
+	case err != nil:
+		return completion{done: e.done, seq: e.seq, err: err}
+	}
+	return completion{done: e.done, seq: e.seq}
 }

@@ -110,6 +110,18 @@ type Options struct {
 	Fsync FsyncMode
 	// FsyncInterval is the period of FsyncInterval mode (default 1s).
 	FsyncInterval time.Duration
+	// Durability is where a QoS 1 message must be before it counts as
+	// stored: DurabilityMemory (default: safe upstream or on disk) or
+	// DurabilityDisk (on disk, always).
+	Durability Durability
+	// SpillAfter is how long a message may wait in memory for its upstream
+	// acknowledgement before it is written (default 1s). It bounds, with
+	// the commit latency, what a power cut can lose of messages that have
+	// no local publisher to resend them (the gateway's own readings).
+	SpillAfter time.Duration
+	// MemoryBytes bounds the memory window in record bytes (default 1 MiB);
+	// the oldest entries are spilled to make room.
+	MemoryBytes int64
 	// Logger receives recovery, drop-episode and I/O messages (default: discard).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
@@ -173,6 +185,20 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.FsyncInterval == 0 {
 		c.FsyncInterval = time.Second
+	}
+	switch c.Durability {
+	case DurabilityMemory, DurabilityDisk:
+	default:
+		return c, fmt.Errorf("outbox: options: unknown durability %d", int(c.Durability))
+	}
+	if c.SpillAfter < 0 || c.MemoryBytes < 0 {
+		return c, errors.New("outbox: options: SpillAfter and MemoryBytes must not be negative")
+	}
+	if c.SpillAfter == 0 {
+		c.SpillAfter = defaultSpillAfter
+	}
+	if c.MemoryBytes == 0 {
+		c.MemoryBytes = defaultMemoryBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -33,9 +33,23 @@ type Message struct {
 
 // Stats is a snapshot of the outbox counters.
 type Stats struct {
-	// Messages and Bytes are the depth: unacknowledged messages, and bytes
-	// of segment files on disk.
+	// Messages and Bytes are the depth: unacknowledged messages (on disk
+	// and in memory), and bytes of segment files on disk. After a restart
+	// Messages may overstate: seqs acknowledged from memory in an earlier
+	// run never reached disk, and a seq gap counts until Next passes it.
 	Messages, Bytes uint64
+	// InMemory and InMemoryBytes are the memory window: unacknowledged
+	// messages kept only in memory, and their record bytes.
+	InMemory, InMemoryBytes uint64
+	// MemoryAcked counts messages acknowledged upstream while only in
+	// memory: never written.
+	MemoryAcked uint64
+	// ToDisk counts messages written to disk by why: "link_down" (appended
+	// or in memory while the link was down), "slow_ack" (no upstream ack
+	// within SpillAfter), "window_full" (MemoryBytes), "stopping" (in
+	// memory at Close), "qos2" (QoS 2, and older messages in memory ahead
+	// of it) and "disk" (DurabilityDisk).
+	ToDisk map[string]uint64
 	// OldestAge is the age of the oldest unacknowledged message, at segment
 	// granularity (the first record time of the segment holding it, so it
 	// may overstate by up to one segment's span).
@@ -64,6 +78,7 @@ type entry struct {
 	t          time.Time
 	done       func(uint64, error)
 	err        error
+	noWrite    bool // acknowledged from memory: only its callback is due
 }
 
 type releaseReq struct {
@@ -76,6 +91,8 @@ type counters struct {
 	tailCut                                        uint64
 	bytesWritten, payloadBytes, fsyncs             uint64
 	dropped                                        map[string]uint64
+	memAcked                                       uint64
+	toDisk                                         map[string]uint64
 }
 
 // Outbox is the durable store-and-forward log. Its methods are safe for
@@ -117,6 +134,18 @@ type Outbox struct {
 	spaceCh     chan struct{} // closed when queue or disk space frees
 	closedCh    chan struct{}
 
+	// The memory window (memory.go).
+	mem         []memEntry // consecutive seqs, oldest first
+	memBytes    int64      // record bytes of unacknowledged entries
+	memLive     int        // unacknowledged entries
+	linkUp      bool
+	spillTimer  *time.Timer
+	spillArmed  bool
+	nextWaiting bool // a Next waits on dataCh
+	inCommit    int  // queued entries whose callback the committer has not handed over
+	cbBusy      bool // a goroutine is running done callbacks
+	cbQueue     []completion
+
 	kick      chan struct{}
 	doneCh    chan struct{}
 	closeOnce sync.Once
@@ -126,6 +155,7 @@ type Outbox struct {
 	active      *os.File
 	activeFirst uint64
 	activeCount uint64
+	activeNext  uint64 // seq after the last record of the active segment
 	activeSize  int64
 	stateF      *os.File
 	stateSize   int64
@@ -170,6 +200,10 @@ func Open(opts Options) (*Outbox, error) {
 		o.pendingLimit = int(min(int64(maxPendingBytes), c.SegmentBytes))
 	}
 	o.st.dropped = map[string]uint64{"full_oldest": 0, "full_newest": 0, "expired": 0, "corrupt": 0}
+	o.st.toDisk = make(map[string]uint64, len(toDiskReasons))
+	for _, r := range toDiskReasons {
+		o.st.toDisk[r] = 0
+	}
 	o.epOldest = episode{reason: "full_oldest", advice: "the buffer reached max_bytes and the oldest messages are deleted to make room; restore the uplink or raise [buffer] max_bytes"}
 	o.epNewest = episode{reason: "full_newest", advice: "the buffer reached max_bytes and new messages are refused; restore the uplink or raise [buffer] max_bytes"}
 	o.epBlock = episode{reason: "full_block", advice: "the buffer reached max_bytes and local publishers are held back until space frees; restore the uplink or raise [buffer] max_bytes"}
@@ -179,6 +213,8 @@ func Open(opts Options) (*Outbox, error) {
 		return nil, fmt.Errorf("outbox: open %s: %w", c.Dir, err)
 	}
 	o.openNext = o.nextSeq
+	o.spillTimer = time.AfterFunc(time.Hour, o.onSpillTimer)
+	o.spillTimer.Stop()
 	go o.run()
 	return o, nil
 }
@@ -214,10 +250,16 @@ func (o *Outbox) closeFiles() {
 	}
 }
 
-// AppendAsync assigns the next seq to m and queues it for the committer.
-// done is called exactly once, from the committer and in seq order, after
-// the message is durable per the fsync mode, or with an error if it could
-// not be stored (ErrFull under DropNewest, then with seq 0; an I/O error).
+// AppendAsync assigns the next seq to m and stores it. Under
+// DurabilityMemory a QoS 1 message appended while the link is up (see
+// SetLinkUp) is kept in the memory window; anything else is queued for the
+// committer, after every older message in memory. done is called exactly
+// once and in seq order: for a message in memory when upstream
+// acknowledges it (from the goroutine calling Ack) or once its spill to
+// disk is durable, whichever comes first; otherwise from the committer
+// after the message is durable per the fsync mode; or with an error if it
+// could not be stored (ErrFull under DropNewest, then with seq 0; an I/O
+// error). m.Payload is kept, not copied: do not change it afterwards.
 // Under Block it waits until space frees or ctx ends. It returns an error
 // only when the message was not queued at all (then done is not called):
 // ErrClosed, an invalid message, an earlier I/O error, or ErrFull wrapping
@@ -266,7 +308,9 @@ func (o *Outbox) AppendAsync(ctx context.Context, m Message, done func(seq uint6
 			if o.opts.Full == DropNewest {
 				o.st.dropped["full_newest"]++
 				o.epNewest.drop(o.log, 1, "max_bytes", o.opts.MaxBytes)
-				o.qents = append(o.qents, entry{done: done, err: ErrFull})
+				// Older messages in memory complete first: they go ahead.
+				o.spillLocked(len(o.mem), reasonWindowFull)
+				o.queueLocked(entry{done: done, err: ErrFull})
 				o.mu.Unlock()
 				o.wake()
 				return nil
@@ -293,14 +337,28 @@ func (o *Outbox) AppendAsync(ctx context.Context, m Message, done func(seq uint6
 	if m.Time.IsZero() {
 		m.Time = o.opts.Now()
 	}
+	o.st.appended++
+	o.st.payloadBytes += uint64(len(m.Payload))
+	reason := o.memReasonLocked(&m, size)
+	if reason == "" {
+		spilled := o.memPushLocked(m, size, done)
+		o.mu.Unlock()
+		if spilled {
+			o.wake()
+		}
+		return nil
+	}
+	// To disk: every older message in memory goes first, so the segments
+	// hold ascending seqs and every memory entry stays newer than every
+	// disk entry.
+	o.spillLocked(len(o.mem), reason)
+	o.st.toDisk[reason]++
 	start := len(o.qbuf)
 	o.qbuf = appendRecord(o.qbuf, &m)
-	o.qents = append(o.qents, entry{seq: m.Seq, start: start, end: len(o.qbuf), t: m.Time, done: done})
+	o.queueLocked(entry{seq: m.Seq, start: start, end: len(o.qbuf), t: m.Time, done: done})
 	if m.QoS == 2 && m.Origin != "" {
 		o.recent.add(makeOriginKey(m.Origin, m.OriginPID), m.Seq)
 	}
-	o.st.appended++
-	o.st.payloadBytes += uint64(len(m.Payload))
 	o.mu.Unlock()
 	o.wake()
 	return nil
@@ -342,8 +400,10 @@ func (o *Outbox) wake() {
 	}
 }
 
+// usageLocked is what counts against MaxBytes: segments, queued records
+// and the memory window.
 func (o *Outbox) usageLocked() int64 {
-	return o.diskBytes + o.writing + int64(len(o.qbuf))
+	return o.diskBytes + o.writing + int64(len(o.qbuf)) + o.memBytes
 }
 
 // broadcast closes *ch and replaces it, waking every waiter.
@@ -353,30 +413,49 @@ func broadcast(ch *chan struct{}) {
 }
 
 // Ack records that upstream confirmed seq (PUBACK, or PUBCOMP for QoS 2).
-// Acks may come in any order. They take effect for Next at once; they are
-// written to the ack log by the next committer pass (at most ackInterval
-// later) and fsync'd lazily: after a power loss a lost ack only causes a
-// resend (or a PUBREL resend for QoS 2). Fully acknowledged segments are
-// deleted by that pass.
+// Acks may come in any order. They take effect for Next at once. The ack
+// of a message still in memory completes it (its done callback runs, in
+// seq order, possibly from this goroutine) and is never written: the
+// message never reaches disk. Other acks are written to the ack log by
+// the next committer pass (at most ackInterval later) and fsync'd lazily:
+// after a power loss a lost ack only causes a resend (or a PUBREL resend
+// for QoS 2). Fully acknowledged segments are deleted by that pass. A
+// message queued for the committer but not yet written can be acked.
 func (o *Outbox) Ack(seq uint64) error {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	if o.closed {
+		o.mu.Unlock()
 		return ErrClosed
 	}
-	if seq == 0 || seq >= o.writtenNext {
+	if seq == 0 || seq >= o.nextSeq {
+		o.mu.Unlock()
 		return fmt.Errorf("outbox: ack %d: no such message", seq)
 	}
 	if seq < o.floor || o.acked.has(seq) {
+		o.mu.Unlock()
 		return nil
 	}
 	if seq != o.floor && o.acked.len() >= maxOutOfOrderAcks {
+		o.mu.Unlock()
 		o.log.Debug("outbox: too many out-of-order acks; this one will be resent", "seq", seq)
+		return nil
+	}
+	if len(o.mem) > 0 && seq >= o.mem[0].m.Seq {
+		o.st.acked++
+		due, kick := o.memAckLocked(seq)
+		o.mu.Unlock()
+		if kick {
+			o.wake()
+		}
+		if len(due) > 0 {
+			o.runCompletions(due)
+		}
 		return nil
 	}
 	o.ackLocked(seq, seq+1)
 	o.pendAcks.add(seq, seq+1)
 	o.st.acked++
+	o.mu.Unlock()
 	// No wake: acks ride on the next pass, or the committer's ack tick,
 	// so a stream of acks costs one small write per pass, not one each.
 	return nil
@@ -502,10 +581,25 @@ func (o *Outbox) Stats() Stats {
 	for k, v := range o.st.dropped {
 		s.Dropped[k] = v
 	}
-	if o.writtenNext > o.floor {
-		s.Messages = o.writtenNext - o.floor - o.acked.n
+	s.MemoryAcked = o.st.memAcked
+	s.ToDisk = make(map[string]uint64, len(o.st.toDisk))
+	for k, v := range o.st.toDisk {
+		s.ToDisk[k] = v
 	}
-	if s.Messages > 0 {
+	s.InMemory, s.InMemoryBytes = uint64(o.memLive), uint64(o.memBytes)
+	if o.writtenNext > o.floor {
+		s.Messages = o.writtenNext - o.floor - o.acked.countIn(o.floor, o.writtenNext)
+	}
+	if s.Messages == 0 && o.memLive > 0 {
+		for _, e := range o.mem {
+			if !e.acked {
+				s.OldestAge = max(0, o.opts.Now().Sub(e.m.Time))
+				break
+			}
+		}
+	}
+	s.Messages += uint64(o.memLive)
+	if s.Messages > uint64(o.memLive) {
 		for i := len(o.segs) - 1; i >= 0; i-- {
 			if o.segs[i].first <= o.floor {
 				if t := o.segs[i].firstTime; !t.IsZero() {
@@ -518,13 +612,16 @@ func (o *Outbox) Stats() Stats {
 	return s
 }
 
-// Close writes and fsyncs everything queued, completes every callback,
+// Close spills the memory window, writes and fsyncs everything queued,
+// completes every callback,
 // stops the committer and closes the files. It is idempotent.
 func (o *Outbox) Close() error {
 	o.closeOnce.Do(func() {
 		o.mu.Lock()
+		o.spillLocked(len(o.mem), reasonStopping)
 		o.closed = true
 		close(o.closedCh)
+		o.spillTimer.Stop()
 		o.mu.Unlock()
 		o.wake()
 		<-o.doneCh

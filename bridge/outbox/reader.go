@@ -16,7 +16,7 @@ type segReader struct {
 	br    *bufio.Reader
 	rr    recordReader
 	first uint64 // segment open
-	pos   uint64 // seq of the next record in the stream
+	pos   uint64 // the next record in the stream has a seq at or above it
 }
 
 func (r *segReader) close() {
@@ -62,8 +62,10 @@ func (r *segReader) open(path string, first uint64, off int64, pos uint64) error
 // errShort means a segment ended before the wanted seq.
 var errShort = errors.New("segment ends before the wanted record")
 
-// readSeq returns the record with seq want, reading forward from the
-// current position (reopening the segment if want is behind it).
+// readSeq returns the first record with a seq at or above want, reading
+// forward from the current position (reopening the segment if want is
+// behind it). Seqs ascend but may have gaps (acknowledged from memory,
+// never written): the caller treats a gap as done.
 func (r *segReader) readSeq(path string, first, want uint64) (Message, error) {
 	if r.f == nil || r.first != first || r.pos > want {
 		if err := r.open(path, first, 0, 0); err != nil {
@@ -81,21 +83,24 @@ func (r *segReader) readSeq(path string, first, want uint64) (Message, error) {
 			return Message{}, err
 		}
 		seq := binary.LittleEndian.Uint64(body[0:])
-		if seq != r.pos {
+		if seq < r.pos {
 			r.close()
-			return Message{}, fmt.Errorf("%w: seq %d where %d was expected", errCorrupt, seq, r.pos)
+			return Message{}, fmt.Errorf("%w: seq %d where %d or above was expected", errCorrupt, seq, r.pos)
 		}
-		r.pos++
-		if seq == want {
+		r.pos = seq + 1
+		if seq >= want {
 			return decodeBody(body)
 		}
 	}
 }
 
-// Next blocks until a message past the read cursor is durable (or ctx ends,
-// or the outbox closes) and returns it, advancing the cursor. It skips
-// acknowledged messages, drops and counts expired ones (MaxAge), and drops
-// and counts records it cannot read (logged at Error).
+// Next blocks until a message past the read cursor is durable or in the
+// memory window (or ctx ends, or the outbox closes) and returns it,
+// advancing the cursor. Below the window it returns only durable messages,
+// from disk; from the window at once. It skips acknowledged messages and
+// seq gaps (seqs acknowledged from memory in an earlier run), drops and
+// counts expired ones (MaxAge), and drops and counts records it cannot
+// read (logged at Error).
 func (o *Outbox) Next(ctx context.Context) (Message, error) {
 	for {
 		o.mu.Lock()
@@ -106,10 +111,17 @@ func (o *Outbox) Next(ctx context.Context) (Message, error) {
 		if o.cursor < o.floor {
 			o.cursor = o.floor
 		}
-		for o.cursor < o.durableNext && o.acked.has(o.cursor) {
-			o.cursor++
+		for o.cursor < o.nextSeq && o.acked.has(o.cursor) {
+			o.cursor = o.acked.spanEnd(o.cursor)
+		}
+		if len(o.mem) > 0 && o.cursor >= o.mem[0].m.Seq {
+			if m, ok := o.nextFromMemoryLocked(); ok {
+				o.mu.Unlock()
+				return m, nil
+			}
 		}
 		if o.cursor >= o.durableNext {
+			o.nextWaiting = true
 			ch := o.dataCh
 			if o.testOnWait != nil {
 				o.testOnWait()
@@ -155,6 +167,12 @@ func (o *Outbox) Next(ctx context.Context) (Message, error) {
 				o.mu.Unlock()
 				continue // deleted meanwhile (acknowledged or dropped)
 			}
+			if errors.Is(err, errShort) && (len(o.segs) == 0 || o.segs[len(o.segs)-1].first != first) {
+				// A sealed segment ends before the next one starts: a gap.
+				o.skipGapLocked(want, end)
+				o.mu.Unlock()
+				continue
+			}
 			if !errors.Is(err, errCorrupt) && !errors.Is(err, errShort) && !errors.Is(err, os.ErrNotExist) {
 				o.mu.Unlock()
 				return Message{}, fmt.Errorf("outbox: read %s: %w", path, err)
@@ -162,6 +180,14 @@ func (o *Outbox) Next(ctx context.Context) (Message, error) {
 			o.dropCorruptLocked(path, first, want, end, err)
 			o.mu.Unlock()
 			continue
+		}
+		if m.Seq > want {
+			o.skipGapLocked(want, m.Seq)
+			if m.Seq >= o.durableNext {
+				o.mu.Unlock()
+				continue // written but not yet durable: wait for it
+			}
+			want = m.Seq
 		}
 		o.cursor = want + 1
 		if want < o.floor || o.acked.has(want) {
@@ -189,6 +215,17 @@ func (o *Outbox) Next(ctx context.Context) (Message, error) {
 		o.mu.Unlock()
 		return m, nil
 	}
+}
+
+// skipGapLocked treats the seqs [lo, hi) that are not on disk as done:
+// they were acknowledged from memory (in an earlier run: this run's are
+// acknowledged already) and never written.
+func (o *Outbox) skipGapLocked(lo, hi uint64) {
+	if n := o.ackLocked(lo, hi); n > 0 {
+		o.pendAcks.add(lo, hi)
+		o.log.Debug("outbox: seq gap skipped (acknowledged from memory, never written)", "from_seq", lo, "to_seq", hi-1)
+	}
+	o.cursor = max(o.cursor, hi)
 }
 
 // dropCorruptLocked drops the unreadable records [want, end) of segment

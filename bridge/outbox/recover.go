@@ -8,8 +8,9 @@ import (
 )
 
 // recover rebuilds the in-memory index from the directory. Sealed segments
-// are not read: their counts follow from the names (seqs are contiguous, so
-// a segment holds next.first - first records) and their sizes from stat;
+// are not read: their counts are taken as next.first - first (an upper
+// bound: seqs acknowledged from memory never reach disk, so a segment's
+// seqs ascend with gaps) and their sizes from stat;
 // only their first record's time is read. The last segment, the only one a
 // crash can tear (a segment is fsync'd before the next one is created), is
 // scanned and cut at its last whole record. The tail of the log (up to
@@ -105,16 +106,20 @@ func (o *Outbox) recover() error {
 	}
 	o.segs = append(o.segs, segInfo{first: last, count: res.count, bytes: res.goodSize, firstTime: res.firstTime})
 	o.diskBytes += res.goodSize
-	o.nextSeq = last + res.count
+	o.nextSeq = last
+	if res.count > 0 {
+		o.nextSeq = res.lastSeq + 1
+	}
 
 	// Acknowledgement state.
 	o.floor = max(st.floor, o.segs[0].first)
-	if o.floor > o.nextSeq {
-		// Acked seqs beyond the log's end (only possible if a power loss
-		// took written-but-unsynced records in FsyncInterval mode): never
-		// reuse them; start a new segment there.
-		o.log.Warn("outbox: ack log is ahead of the last segment; continuing after the acknowledged seqs", "next_seq", o.nextSeq, "ack_floor", o.floor)
-		o.nextSeq = o.floor
+	if hi := max(o.floor, st.acked.maxSeq()); hi > o.nextSeq {
+		// Acked seqs beyond the log's end: messages acknowledged from
+		// memory (never written), or written-but-unsynced records a power
+		// loss took in FsyncInterval mode. Never reuse them (a new message
+		// would count as acknowledged); start a new segment there.
+		o.log.Info("outbox: acknowledged seqs beyond the last stored message; continuing after them", "next_seq", o.nextSeq, "ack_floor", o.floor, "acked_up_to", hi-1)
+		o.nextSeq = hi
 		if res.count == 0 {
 			if err := os.Remove(path); err != nil {
 				return err
@@ -146,6 +151,7 @@ func (o *Outbox) recover() error {
 		return err
 	}
 	o.active, o.activeFirst, o.activeCount, o.activeSize = f, a.first, a.count, a.bytes
+	o.activeNext = o.nextSeq
 	o.writtenOff = a.bytes
 	if o.stateF, o.stateSize, err = openStateLog(dir, good); err != nil {
 		return fmt.Errorf("open ack log: %w", err)

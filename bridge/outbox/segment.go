@@ -79,7 +79,8 @@ func readFirstTime(path string, first uint64) (time.Time, error) {
 // scanResult is what a full scan of one segment found.
 type scanResult struct {
 	count     uint64
-	goodSize  int64 // offset just past the last whole record
+	lastSeq   uint64 // seq of the last whole record (0 if none)
+	goodSize  int64  // offset just past the last whole record
 	fileSize  int64
 	firstTime time.Time
 	badHeader bool
@@ -87,8 +88,10 @@ type scanResult struct {
 }
 
 // scanSegment reads every record of a segment, checking length, checksum
-// and seq, and calls visit for each whole record (body valid only during
-// the call). It stops at the first bad record.
+// and seq (ascending from the segment's first: seqs acknowledged from
+// memory never reach disk, so they need not be contiguous), and calls
+// visit for each whole record (body valid only during the call). It stops
+// at the first bad record.
 func scanSegment(path string, first uint64, visit func(body []byte)) (scanResult, error) {
 	var res scanResult
 	f, err := os.Open(path)
@@ -126,10 +129,11 @@ func scanSegment(path string, first uint64, visit func(body []byte)) (scanResult
 			return res, err
 		}
 		seq := binary.LittleEndian.Uint64(body[0:])
-		if seq != first+res.count {
-			res.reason = fmt.Errorf("%w: seq %d where %d was expected", errCorrupt, seq, first+res.count)
+		if seq < first || (res.count > 0 && seq <= res.lastSeq) {
+			res.reason = fmt.Errorf("%w: seq %d where one above %d was expected", errCorrupt, seq, max(res.lastSeq, first-1))
 			return res, nil
 		}
+		res.lastSeq = seq
 		if res.count == 0 {
 			res.firstTime = time.Unix(0, int64(binary.LittleEndian.Uint64(body[8:])))
 		}
