@@ -439,6 +439,14 @@ func (o *Outbox) compact() {
 
 // finish flushes and closes at Close: the queue is empty by now.
 func (o *Outbox) finish() {
+	o.mu.Lock()
+	crash := o.testCrash
+	o.mu.Unlock()
+	if crash {
+		o.active.Close()
+		o.stateF.Close()
+		return
+	}
 	var err error
 	if o.dirty {
 		err = o.syncActive()

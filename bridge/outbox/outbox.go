@@ -168,6 +168,7 @@ type Outbox struct {
 	rdPathFirst uint64
 
 	testOnWait func() // tests: called (under mu) when Next is about to wait
+	testCrash  bool   // tests: Close stops like kill -9 (no compaction, no syncs)
 }
 
 // Open opens (or creates) the outbox in opts.Dir, recovers a torn tail of
