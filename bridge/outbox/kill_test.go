@@ -37,6 +37,8 @@ func TestMain(m *testing.M) {
 		childWriter(false)
 	case "release":
 		childWriter(true)
+	case "memory":
+		childMemory()
 	}
 	os.Exit(3) // the child only ends by SIGKILL
 }

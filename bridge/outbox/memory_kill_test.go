@@ -1,0 +1,217 @@
+package outbox
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// childMemory runs the memory window under kill -9: a producer appends as
+// fast as it can and prints "A seq i" when a message completes; a fake
+// upstream reads with Next and acknowledges most messages at once
+// (printing "U seq" before the Ack), holds some back until they have been
+// spilled by age, never acknowledges a few, and drops and restores the
+// link now and then. A kill lands while messages are in memory, spilling
+// and half spilled.
+func childMemory() {
+	dir := os.Getenv("OUTBOX_DIR")
+	round, _ := strconv.Atoi(os.Getenv("OUTBOX_ROUND"))
+	o, err := Open(Options{Dir: dir, SegmentBytes: killSegBytes, SpillAfter: 5 * time.Millisecond, MemoryBytes: 32 << 10})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child open:", err)
+		os.Exit(2)
+	}
+	o.SetLinkUp(true)
+	lines := make(chan string, 1<<16)
+	go func() {
+		w := bufio.NewWriter(os.Stdout)
+		for l := range lines {
+			w.WriteString(l)
+			if len(lines) == 0 {
+				w.Flush()
+			}
+		}
+	}()
+	go func() {
+		rng := rand.New(rand.NewPCG(uint64(round), 7))
+		var held []uint64
+		for n := 0; ; n++ {
+			m, err := o.Next(context.Background())
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "child next:", err)
+				os.Exit(2)
+			}
+			switch r := rng.IntN(20); {
+			case r < 16:
+				lines <- fmt.Sprintf("U %d\n", m.Seq)
+				o.Ack(m.Seq)
+			case r < 19:
+				held = append(held, m.Seq)
+			}
+			if len(held) >= 40 {
+				time.Sleep(6 * time.Millisecond) // past SpillAfter: the held ones spill first (a slow upstream)
+				for _, s := range held {
+					lines <- fmt.Sprintf("U %d\n", s)
+					o.Ack(s)
+				}
+				held = held[:0]
+			}
+			if n%2000 == 1999 { // the link drops and comes back
+				o.SetLinkUp(false)
+				held = held[:0]
+				o.Rewind()
+				o.SetLinkUp(true)
+			}
+		}
+	}()
+	for i := 0; ; i++ {
+		if i%32 == 31 {
+			time.Sleep(200 * time.Microsecond) // pace: the upstream keeps up some of the time
+		}
+		m := Message{Topic: "kill/test", QoS: 1, Payload: killPayload(round, i)}
+		err := o.AppendAsync(context.Background(), m, func(seq uint64, err error) {
+			if err == nil {
+				lines <- fmt.Sprintf("A %d %d\n", seq, i)
+			}
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child append:", err)
+			os.Exit(2)
+		}
+	}
+}
+
+// TestKill9MemoryWindow: after kill -9 at a random moment, every message
+// that completed (its local publisher got PUBACK) is on disk, whole and
+// in order, or was acknowledged upstream.
+func TestKill9MemoryWindow(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	dir := t.TempDir()
+	var prevDiskMax uint64
+	var fromDisk, fromUpstream int
+	for round := 0; round < 30; round++ {
+		delay := time.Duration(rng.Int64N(int64(150 * time.Millisecond)))
+		appended, upstream := runMemoryChild(t, dir, round, delay)
+		o, err := Open(Options{Dir: dir, SegmentBytes: killSegBytes})
+		if err != nil {
+			t.Fatalf("round %d: reopen after kill -9: %v", round, err)
+		}
+		got := map[uint64]Message{}
+		var last uint64
+		lastRound, lastI := -1, -1
+		for {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // everything on disk is durable after Open: no waiting
+			m, err := o.Next(ctx)
+			if err != nil {
+				break
+			}
+			if m.Seq <= last {
+				t.Fatalf("round %d: seq %d after %d", round, m.Seq, last)
+			}
+			last = m.Seq
+			var r, i int
+			if _, err := fmt.Sscanf(string(m.Payload), "round=%d i=%d", &r, &i); err != nil || string(m.Payload) != string(killPayload(r, i)) {
+				t.Fatalf("round %d: seq %d has a damaged payload %q", round, m.Seq, m.Payload)
+			}
+			if r < lastRound || (r == lastRound && i <= lastI) {
+				t.Fatalf("round %d: seq %d (round %d i %d) reordered after round %d i %d", round, m.Seq, r, i, lastRound, lastI)
+			}
+			lastRound, lastI = r, i
+			got[m.Seq] = m
+		}
+		for seq, i := range appended {
+			if m, ok := got[seq]; ok {
+				if string(m.Payload) != string(killPayload(round, i)) {
+					t.Fatalf("round %d: seq %d holds %q, want %q", round, seq, m.Payload, killPayload(round, i))
+				}
+				if seq <= prevDiskMax {
+					t.Fatalf("round %d: seq %d reused (earlier rounds stored up to %d)", round, seq, prevDiskMax)
+				}
+				fromDisk++
+				continue
+			}
+			if !upstream[seq] {
+				t.Fatalf("round %d: seq %d (i %d) completed but is neither on disk nor acknowledged upstream (delay %v)", round, seq, i, delay)
+			}
+			fromUpstream++
+		}
+		prevDiskMax = max(prevDiskMax, last)
+		for seq := range got {
+			if rng.IntN(4) != 0 {
+				if err := o.Ack(seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := o.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fromDisk == 0 || fromUpstream == 0 {
+		t.Fatalf("completed messages found on disk %d, acknowledged upstream %d: want both kinds", fromDisk, fromUpstream)
+	}
+	t.Logf("completed messages: %d found on disk, %d acknowledged upstream", fromDisk, fromUpstream)
+}
+
+// runMemoryChild starts a memory child and SIGKILLs it after delay. It
+// returns the completed seqs (seq -> i) and the seqs acknowledged upstream.
+func runMemoryChild(t *testing.T, dir string, round int, delay time.Duration) (map[uint64]int, map[uint64]bool) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "OUTBOX_CHILD=memory", "OUTBOX_DIR="+dir, "OUTBOX_ROUND="+strconv.Itoa(round))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killer := time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
+	defer killer.Stop()
+	backstop := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	defer backstop.Stop()
+	appended, upstream := map[uint64]int{}, map[uint64]bool{}
+	br := bufio.NewReader(out)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+			break
+		}
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 3 && f[0] == "A":
+			seq, _ := strconv.ParseUint(f[1], 10, 64)
+			i, _ := strconv.Atoi(f[2])
+			appended[seq] = i
+		case len(f) == 2 && f[0] == "U":
+			seq, _ := strconv.ParseUint(f[1], 10, 64)
+			upstream[seq] = true
+		default:
+			t.Fatalf("round %d: bad child line %q", round, line)
+		}
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("round %d: child did not die by SIGKILL: %v\n%s", round, err, stderr.String())
+	}
+	return appended, upstream
+}
