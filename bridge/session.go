@@ -164,12 +164,18 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) (connected bool, err 
 		cancel(err)
 	} else {
 		b.o.Outbox.Rewind()
+		// From now on QoS 1 messages may wait in memory for their PUBACK
+		// instead of going to disk first.
+		b.o.Outbox.SetLinkUp(true)
 		run(c.sender)
 		if b.o.QoS0 != nil {
 			run(c.sendQoS0)
 		}
 	}
 	<-sctx.Done()
+	// Link lost (or stopping): what waits in memory goes to disk now, and
+	// new messages go to disk until the next session is up.
+	b.o.Outbox.SetLinkUp(false)
 	wg.Wait()
 	cause := context.Cause(sctx)
 	if errors.Is(cause, context.Canceled) && ctx.Err() != nil {
