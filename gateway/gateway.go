@@ -180,6 +180,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	if cfg.Upstream != nil {
 		full, _ := outbox.ParseFullPolicy(cfg.Buffer.FullPolicy)
 		fs, _ := outbox.ParseFsyncMode(cfg.Buffer.Fsync)
+		dur, _ := outbox.ParseDurability(cfg.Buffer.Durability)
 		start := time.Now()
 		ob, err = outbox.Open(outbox.Options{
 			Dir:           filepath.Join(cfg.Gateway.DataDir, "outbox"),
@@ -189,6 +190,9 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			Full:          full,
 			Fsync:         fs,
 			FsyncInterval: cfg.Buffer.FsyncInterval.Duration,
+			Durability:    dur,
+			SpillAfter:    cfg.Buffer.SpillAfter.Duration,
+			MemoryBytes:   cfg.Buffer.MemoryBytes.Bytes,
 			Logger:        log.With("component", "outbox"),
 		})
 		if err != nil {

@@ -114,6 +114,12 @@ type UpstreamDoc struct {
 	OldestAgeSeconds float64           `json:"oldest_age_seconds"`
 	Dropped          map[string]uint64 `json:"dropped,omitempty"`
 	QoS0Dropped      uint64            `json:"qos0_dropped"`
+	// InMemory messages wait in memory for their upstream ack; MemoryAcked
+	// were acked from memory (never written); ToDisk says why the others
+	// were written.
+	InMemory    uint64            `json:"memory_messages"`
+	MemoryAcked uint64            `json:"memory_acked"`
+	ToDisk      map[string]uint64 `json:"to_disk,omitempty"`
 }
 
 // CertDoc is one certificate's expiry in StatusDoc.
@@ -142,7 +148,8 @@ func (g *Gateway) statusDoc() StatusDoc {
 	if br := s.Bridge; br != nil {
 		doc.Upstream = &UpstreamDoc{LinkUp: br.LinkUp, Endpoint: br.Endpoint, LastError: br.LastError, Connects: br.Connects,
 			ConnectFailures: br.ConnectFailures, Inflight: br.Inflight, Acked: br.Acked, BacklogMessages: br.Outbox.Messages,
-			BacklogBytes: br.Outbox.Bytes, OldestAgeSeconds: br.Outbox.OldestAge.Seconds(), Dropped: br.Outbox.Dropped, QoS0Dropped: br.QoS0Dropped}
+			BacklogBytes: br.Outbox.Bytes, OldestAgeSeconds: br.Outbox.OldestAge.Seconds(), Dropped: br.Outbox.Dropped, QoS0Dropped: br.QoS0Dropped,
+			InMemory: br.Outbox.InMemory, MemoryAcked: br.Outbox.MemoryAcked, ToDisk: br.Outbox.ToDisk}
 	}
 	if g.cfg.Upstream != nil && g.cfg.Upstream.TLS != nil {
 		certs, _ := o.certs.get(g.tlsOpts)

@@ -209,6 +209,18 @@ func (g *Gateway) writeMetrics() []byte {
 		w.one("edgegw_outbox_tail_cut_bytes_total", "counter", "Bytes of torn or corrupt tail cut off at start.", float64(ob.TailCutBytes))
 		w.one("edgegw_outbox_written_bytes_total", "counter", "Bytes written to outbox files (records and ack log).", float64(ob.BytesWritten))
 		w.one("edgegw_outbox_fsyncs_total", "counter", "fsync calls made by the outbox.", float64(ob.Fsyncs))
+		w.one("edgegw_outbox_memory_messages", "gauge", "Messages waiting in memory for their upstream acknowledgement (not on disk).", float64(ob.InMemory))
+		w.one("edgegw_outbox_memory_bytes", "gauge", "Record bytes of the messages waiting in memory.", float64(ob.InMemoryBytes))
+		w.one("edgegw_outbox_memory_acked_total", "counter", "Messages acknowledged upstream while only in memory: never written.", float64(ob.MemoryAcked))
+		w.family("edgegw_outbox_to_disk_total", "counter", "Messages written to disk, by why: link_down, slow_ack, window_full, stopping, qos2, disk.")
+		toDisk := make([]string, 0, len(ob.ToDisk))
+		for r := range ob.ToDisk {
+			toDisk = append(toDisk, r)
+		}
+		sort.Strings(toDisk)
+		for _, r := range toDisk {
+			w.sample(float64(ob.ToDisk[r]), "reason", r)
+		}
 	}
 
 	// TLS certificates.

@@ -110,6 +110,17 @@ func printStatus(w io.Writer, d gateway.StatusDoc) {
 			fmt.Fprintf(w, "upstream: DOWN, %s: %s\n", u.Endpoint, u.LastError)
 		}
 		fmt.Fprintf(w, "  backlog: %d messages, %d bytes, oldest %.0fs; in flight %d; acked %d\n", u.BacklogMessages, u.BacklogBytes, u.OldestAgeSeconds, u.Inflight, u.Acked)
+		var toDisk []string
+		for r, n := range u.ToDisk {
+			if n > 0 {
+				toDisk = append(toDisk, fmt.Sprintf("%s %d", r, n))
+			}
+		}
+		sort.Strings(toDisk)
+		if len(toDisk) == 0 {
+			toDisk = []string{"none"}
+		}
+		fmt.Fprintf(w, "  memory: %d waiting for upstream, %d acked from memory (never written); written to disk: %s\n", u.InMemory, u.MemoryAcked, strings.Join(toDisk, ", "))
 		var drops []string
 		for r, n := range u.Dropped {
 			if n > 0 {

@@ -137,6 +137,15 @@ type Buffer struct {
 	FsyncInterval Duration `toml:"fsync_interval"`
 	QoS0MaxBytes  Size     `toml:"qos0_max_bytes"`
 	SegmentBytes  Size     `toml:"segment_bytes"`
+	// Durability is where a QoS 1 message must be before its local PUBACK:
+	// "memory" (safe upstream or on disk: written only when it must be) or
+	// "disk" (on disk, always: every message written and synced first).
+	Durability string `toml:"durability"`
+	// SpillAfter is how long a message waits in memory for its upstream
+	// acknowledgement before it is written.
+	SpillAfter Duration `toml:"spill_after"`
+	// MemoryBytes bounds the memory window.
+	MemoryBytes Size `toml:"memory_bytes"`
 }
 
 // Device is one [[device]] table. Its driver-specific keys are decoded by the
@@ -214,6 +223,9 @@ func Default() Config {
 			Fsync:        "batch",
 			QoS0MaxBytes: Size{Bytes: 1 << 20},
 			SegmentBytes: Size{Bytes: 8 << 20},
+			Durability:   "memory",
+			SpillAfter:   Duration{Duration: 1e9},
+			MemoryBytes:  Size{Bytes: 1 << 20},
 		},
 	}
 }

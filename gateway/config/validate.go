@@ -120,6 +120,15 @@ func (c *Config) validate(report func(path, msg string)) {
 	d(report, "buffer.fsync_interval", bf.FsyncInterval)
 	oneOf(report, "buffer.full_policy", bf.FullPolicy, "drop_oldest", "drop_newest", "block")
 	oneOf(report, "buffer.fsync", bf.Fsync, "always", "batch", "interval")
+	oneOf(report, "buffer.durability", bf.Durability, "memory", "disk")
+	d(report, "buffer.spill_after", bf.SpillAfter)
+	size(report, "buffer.memory_bytes", bf.MemoryBytes)
+	if bf.SpillAfter.err == nil && bf.SpillAfter.Duration <= 0 {
+		report("buffer.spill_after", fmt.Sprintf("%q must be above zero, e.g. \"1s\"", bf.SpillAfter.raw))
+	}
+	if bf.MemoryBytes.err == nil && bf.MemoryBytes.Bytes < 4<<10 {
+		report("buffer.memory_bytes", fmt.Sprintf("%q must be at least 4KiB (use durability = \"disk\" to keep nothing in memory)", bf.MemoryBytes.raw))
+	}
 	if bf.Fsync == "interval" && bf.FsyncInterval.Duration == 0 {
 		bf.FsyncInterval.Duration = 1e9
 	}
