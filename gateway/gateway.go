@@ -313,7 +313,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("gateway: %w", err)
 		}
 		if skipped {
-			d.log.Warn("the gateway lost power before its last readings' numbers were saved; seq skips ahead so no number repeats (this gap is not lost readings)", "from", last-powerLossSkip, "to", last+1)
+			d.log.Warn("the gateway did not stop cleanly (kill, crash or power cut); seq resumes after the numbers it had reserved, so no number repeats, and readings that were only in memory are lost: the gap in seq shows them", "resumes_at", last+1, "max_gap", powerLossSkip)
 		}
 		d.seqs, d.gwID, d.bk = seqs, cfg.Gateway.ID, bk
 		d.avail.notify = eco.deviceNotify(d.name)

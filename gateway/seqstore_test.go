@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"bytes"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/edgegw/edgegw/internal/powerfs"
@@ -92,4 +95,105 @@ func TestSeqStorePowerCut(t *testing.T) {
 			}
 		})
 	}
+}
+
+func openSeqT(t *testing.T, dataDir, boot string) *seqStore {
+	t.Helper()
+	s, err := openSeqStore(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.bootID = boot
+	return s
+}
+
+// readingsT hands out n numbers and checks they follow from.
+func readingsT(t *testing.T, s *seqStore, from uint64, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		got, err := s.next("door")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != from+uint64(i) {
+			t.Fatalf("reading %d: seq %d, want %d", i, got, from+uint64(i))
+		}
+	}
+}
+
+// TestSeqStoreResume: numbering resumes without a gap after a clean stop,
+// after the reserved block after a crash (never a number twice), and the
+// file is written once per block, not once per reading.
+func TestSeqStoreResume(t *testing.T) {
+	const boot1 = "11111111-1111-1111-1111-111111111111"
+	const boot2 = "22222222-2222-2222-2222-222222222222"
+	for _, tc := range []struct {
+		name      string
+		clean     bool   // first run stops with close
+		boot      string // boot id of the second run
+		oldFormat string // a file as edgegw 0.1 left it, instead of a first run
+		wantFirst uint64 // first seq of the second run
+		skipped   bool
+	}{
+		{name: "clean stop", clean: true, boot: boot1, wantFirst: 11},
+		{name: "clean stop, reboot", clean: true, boot: boot2, wantFirst: 11},
+		{name: "kill -9", boot: boot1, wantFirst: seqBlock + 1, skipped: true},
+		{name: "power cut", boot: boot2, wantFirst: seqBlock + 1, skipped: true},
+		{name: "0.1 file after kill -9", oldFormat: "00000000000000000042 " + boot1 + " 0\n", boot: boot1, wantFirst: 43, skipped: true},
+		{name: "0.1 file after power cut", oldFormat: "00000000000000000042 " + boot1 + " 0\n", boot: boot2, wantFirst: 43 + powerLossSkip, skipped: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dataDir := t.TempDir()
+			path := filepath.Join(dataDir, "seq", "door")
+			if tc.oldFormat != "" {
+				os.MkdirAll(filepath.Dir(path), 0o750)
+				if err := os.WriteFile(path, []byte(tc.oldFormat), 0o640); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				s := openSeqT(t, dataDir, boot1)
+				if last, skipped, err := s.open("door"); err != nil || last != 0 || skipped {
+					t.Fatalf("first open: %d %v %v", last, skipped, err)
+				}
+				readingsT(t, s, 1, 2)
+				after2, _ := os.ReadFile(path)
+				readingsT(t, s, 3, 8)
+				after10, _ := os.ReadFile(path)
+				if !bytes.Equal(after2, after10) || !strings.HasPrefix(string(after10), "00000000000000001000 ") {
+					t.Fatalf("file after 2 readings %q, after 10 %q: want one reservation write", after2, after10)
+				}
+				if tc.clean {
+					if err := s.close(); err != nil {
+						t.Fatal(err)
+					}
+				} // else: the process dies, files stay as written
+			}
+			s := openSeqT(t, dataDir, tc.boot)
+			last, skipped, err := s.open("door")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last+1 != tc.wantFirst || skipped != tc.skipped {
+				t.Fatalf("resume at %d (skipped %v), want %d (skipped %v)", last+1, skipped, tc.wantFirst, tc.skipped)
+			}
+			readingsT(t, s, tc.wantFirst, 3)
+			s.close()
+		})
+	}
+}
+
+// TestSeqStoreBlocks: crossing a block boundary reserves the next block
+// before its first number is used.
+func TestSeqStoreBlocks(t *testing.T) {
+	dataDir := t.TempDir()
+	s := openSeqT(t, dataDir, strings.Repeat("b", 36))
+	if _, _, err := s.open("door"); err != nil {
+		t.Fatal(err)
+	}
+	readingsT(t, s, 1, seqBlock+1)
+	b, _ := os.ReadFile(filepath.Join(dataDir, "seq", "door"))
+	if !strings.HasPrefix(string(b), "00000000000000002000 ") {
+		t.Fatalf("file %q after %d readings: want the second block reserved", b, seqBlock+1)
+	}
+	s.close()
 }
