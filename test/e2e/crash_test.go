@@ -20,11 +20,23 @@ import (
 // cut or reset as well), and during backlog drains (the link cut while
 // messages pile up, restored, and the gateway killed while it drains).
 // Nothing whose PUBACK the publisher received may be missing upstream, and
-// first appearances stay in order per topic.
-func TestCrashQoS1(t *testing.T) { crashRun(t, 1) }
+// first appearances stay in order per topic. With the default memory
+// window, kills with the link up land while messages wait in memory for
+// their upstream PUBACK (acknowledged locally only once it came).
+func TestCrashQoS1(t *testing.T) { crashRun(t, 1, "") }
 
-// crashRun is the crash-and-cut run shared by QoS 1 and QoS 2.
-func crashRun(t *testing.T, qos byte) {
+// TestCrashQoS1Spilling is the same run with a memory window that spills
+// all the time: messages wait 2 ms at most for their upstream PUBACK and
+// the window holds 8 KiB, so kills land while messages are in flight and
+// half spilled (some acknowledged locally by their PUBACK, some by their
+// spill), and while a spill is being written.
+func TestCrashQoS1Spilling(t *testing.T) {
+	crashRun(t, 1, "[buffer]\nspill_after = \"2ms\"\nmemory_bytes = \"8KiB\"\n")
+}
+
+// crashRun is the crash-and-cut run shared by QoS 1 and QoS 2; extra is
+// added to the gateway's configuration.
+func crashRun(t *testing.T, qos byte, extra string) {
 	streamKills, drainKills := 36, 14
 	rate := 600.0
 	if testing.Short() {
@@ -39,7 +51,7 @@ func crashRun(t *testing.T, qos byte) {
 	defer px.Close()
 	sub := subscribeSeqs(t, f, up.Addr(), qos)
 	brokerAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(mosquittotest.FreePort(t)))
-	gw := newGwProc(t, storeConfig(t, f, t.TempDir(), brokerAddr, px.Addr(), int(qos), ""), brokerAddr)
+	gw := newGwProc(t, storeConfig(t, f, t.TempDir(), brokerAddr, px.Addr(), int(qos), extra), brokerAddr)
 	gw.start()
 
 	pub := newCrashPub(brokerAddr, fmt.Sprintf("pub-crash-q%d", qos), qos, rate)

@@ -8,4 +8,4 @@ import "testing"
 // its store across the gateway's lives, as MQTT expects of a QoS 2 sender,
 // so every message it stored is eventually acknowledged; each must arrive
 // upstream exactly once, in order per topic.
-func TestCrashQoS2(t *testing.T) { crashRun(t, 2) }
+func TestCrashQoS2(t *testing.T) { crashRun(t, 2, "") }
