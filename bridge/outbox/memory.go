@@ -142,7 +142,14 @@ func (o *Outbox) memPushLocked(m Message, size int, done func(uint64, error)) bo
 	for len(o.mem) > 0 && o.memBytes+int64(size) > o.opts.MemoryBytes {
 		spilled = o.spillLocked(1, reasonWindowFull) || spilled
 	}
-	o.mem = append(o.mem, memEntry{m: m, size: size, at: time.Now(), done: done})
+	if o.memHead > 0 && len(o.memBuf) == cap(o.memBuf) {
+		// Full at the end but free at the front: move the live part down.
+		n := copy(o.memBuf, o.memBuf[o.memHead:])
+		clear(o.memBuf[n:])
+		o.memBuf, o.memHead = o.memBuf[:n], 0
+	}
+	o.memBuf = append(o.memBuf, memEntry{m: m, size: size, at: time.Now(), done: done})
+	o.mem = o.memBuf[o.memHead:]
 	o.memBytes += int64(size)
 	o.memLive++
 	if !o.spillArmed {
@@ -174,13 +181,27 @@ func (o *Outbox) spillLocked(n int, reason string) bool {
 			o.memLive--
 			o.st.toDisk[reason]++
 		}
-		*e = memEntry{}
 	}
-	o.mem = o.mem[n:]
-	if len(o.mem) == 0 {
-		o.mem = nil // let a burst's array go
-	}
+	o.memPopLocked(n)
 	return n > 0
+}
+
+// memKeepEntries is the largest window array kept while memory is empty;
+// a burst's bigger array goes back to the GC.
+const memKeepEntries = 1024
+
+// memPopLocked removes the n oldest entries. The array is reused, so a
+// message that is in memory for a moment costs no allocation.
+func (o *Outbox) memPopLocked(n int) {
+	clear(o.memBuf[o.memHead : o.memHead+n])
+	o.memHead += n
+	if o.memHead == len(o.memBuf) {
+		o.memBuf, o.memHead = o.memBuf[:0], 0
+		if cap(o.memBuf) > memKeepEntries {
+			o.memBuf = nil
+		}
+	}
+	o.mem = o.memBuf[o.memHead:]
 }
 
 // queueLocked appends e to the committer queue. Every queued entry counts
@@ -217,13 +238,13 @@ func (o *Outbox) onSpillTimer() {
 	}
 }
 
-// memAckLocked acknowledges seq, which is in memory. It returns the
-// callbacks now due, to be run with runCompletions after unlocking, and
-// whether the committer must be woken.
-func (o *Outbox) memAckLocked(seq uint64) (due []completion, kick bool) {
+// memAckLocked acknowledges seq, which is in memory. It appends the
+// callbacks now due to due, to be run with runCompletions after unlocking,
+// and reports whether the committer must be woken.
+func (o *Outbox) memAckLocked(seq uint64, due []completion) ([]completion, bool) {
 	e := &o.mem[seq-o.mem[0].m.Seq]
 	if e.acked {
-		return nil, false
+		return due, false
 	}
 	e.acked = true
 	e.m = Message{Seq: seq} // the payload is not needed any more
@@ -241,21 +262,17 @@ func (o *Outbox) memAckLocked(seq uint64) (due []completion, kick bool) {
 		n++
 	}
 	if n == 0 {
-		return nil, false
+		return due, false
 	}
 	if o.inCommit > 0 {
-		return nil, o.spillLocked(n, "")
+		return due, o.spillLocked(n, "")
 	}
 	for i := 0; i < n; i++ {
 		if d := o.mem[i].done; d != nil {
 			due = append(due, completion{done: d, seq: o.mem[i].m.Seq})
 		}
-		o.mem[i] = memEntry{}
 	}
-	o.mem = o.mem[n:]
-	if len(o.mem) == 0 {
-		o.mem = nil
-	}
+	o.memPopLocked(n)
 	return due, false
 }
 

@@ -135,7 +135,9 @@ type Outbox struct {
 	closedCh    chan struct{}
 
 	// The memory window (memory.go).
-	mem         []memEntry // consecutive seqs, oldest first
+	mem         []memEntry // consecutive seqs, oldest first: memBuf[memHead:]
+	memBuf      []memEntry
+	memHead     int
 	memBytes    int64      // record bytes of unacknowledged entries
 	memLive     int        // unacknowledged entries
 	linkUp      bool
@@ -443,7 +445,8 @@ func (o *Outbox) Ack(seq uint64) error {
 	}
 	if len(o.mem) > 0 && seq >= o.mem[0].m.Seq {
 		o.st.acked++
-		due, kick := o.memAckLocked(seq)
+		var buf [4]completion // no allocation for the common case
+		due, kick := o.memAckLocked(seq, buf[:0])
 		o.mu.Unlock()
 		if kick {
 			o.wake()
