@@ -138,8 +138,8 @@ type Outbox struct {
 	mem         []memEntry // consecutive seqs, oldest first: memBuf[memHead:]
 	memBuf      []memEntry
 	memHead     int
-	memBytes    int64      // record bytes of unacknowledged entries
-	memLive     int        // unacknowledged entries
+	memBytes    int64 // record bytes of unacknowledged entries
+	memLive     int   // unacknowledged entries
 	linkUp      bool
 	spillTimer  *time.Timer
 	spillArmed  bool
