@@ -3,6 +3,32 @@
 // reads them back in order with Next, and acknowledges them with Ack.
 // QoS 0 messages go to a Ring, a bounded in-memory FIFO that drops oldest.
 //
+// # Memory window first
+//
+// Under DurabilityMemory (the default) a QoS 1 message appended while the
+// upstream session reports the link up (SetLinkUp) stays in a bounded
+// memory window (Options.MemoryBytes): Next returns it at once, and its
+// Ack completes it (done fires) without anything being written. It is
+// spilled to the committer, and completes once durable, when it waited
+// Options.SpillAfter for its ack ("slow_ack"), when the window is full
+// ("window_full"), when the link drops ("link_down") or at Close
+// ("stopping"); whichever of ack and durable spill comes first completes
+// it, exactly once. QoS 2 messages, messages appended while the link is
+// down, and everything under DurabilityDisk go to the committer, after
+// every older message in memory, so every memory entry is newer than
+// every disk entry and records stay in ascending seq order. Done
+// callbacks run one at a time in seq order (runCompletions), whether the
+// committer or an Ack from memory completes them. Stats.ToDisk and
+// Stats.MemoryAcked count the two paths. A memory entry spilled after
+// Next gave it is not given again until a Rewind.
+//
+// Seqs acknowledged from memory never reach disk: segments hold ascending
+// seqs with gaps. Recovery and the reader accept gaps; the reader treats a
+// gap met after a restart as done. Such seqs may be given again after a
+// crash (nothing durable refers to them); Open starts above every seq the
+// segments or the ack log mention, so a new message never counts as
+// acknowledged.
+//
 // # On disk
 //
 // Dir holds append-only segment files named by their first seq
@@ -15,8 +41,9 @@
 // and QoS 2 release marks; it is compacted (write temp, fsync, rename,
 // fsync dir) when it passes 256 KiB and at Close. A segment is deleted as
 // soon as every message in it is acknowledged (or dropped); the active
-// (last) segment is never deleted, so its name and length carry the next
-// seq across restarts: seqs start at 1, rise by one and are never reused.
+// (last) segment is never deleted, so its name and last record carry the
+// next seq across restarts: seqs start at 1 and rise by one; a seq a
+// segment or the ack log holds is never reused.
 //
 // # Durability
 //
@@ -28,8 +55,10 @@
 // each message on its own. FsyncInterval fsyncs every FsyncInterval and
 // reports messages after the write, before the fsync: that survives kill -9
 // of the process but not a power loss, and is weaker than the other modes.
-// Next only returns messages that are durable in this sense, so a message
-// never reaches upstream before it could survive a crash of the gateway.
+// From disk Next only returns messages that are durable in this sense;
+// from the memory window it returns messages at once (their local
+// publisher has not been acknowledged yet, so a crash loses nothing it
+// was told is safe).
 // MarkReleased is always fsync'd before its callback, in every mode.
 // Acks are written lazily (with the next pass, at most 100 ms later) and
 // fsync'd at compaction and Close: a lost ack only causes a resend.
