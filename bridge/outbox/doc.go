@@ -69,9 +69,10 @@
 // next one is created, so only the last segment can be torn: it is scanned
 // and cut at its last whole record (logged at Warn with file, offset and
 // bytes cut; counted in Stats.TailCutBytes); Open never fails because of
-// it. Sealed segments are known from their names and sizes: seqs are
-// contiguous, so a segment holds next.first - first records; only their
-// first record's time is read (for OldestAge). The last 16 MiB of the log
+// it. Sealed segments are known from their names and sizes: a segment
+// holds at most next.first - first records (fewer where seqs were
+// acknowledged from memory); only their first record's time is read (for
+// OldestAge). The last 16 MiB of the log
 // are read to rebuild the RecentOrigin window. Damage found later in a
 // sealed segment is skipped by Next, counted as "corrupt" and logged at
 // Error. Measured: Open with 1,000,000 queued 100-byte messages (19
