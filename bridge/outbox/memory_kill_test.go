@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ import (
 // childMemory runs the memory window under kill -9: a producer appends as
 // fast as it can and prints "A seq i" when a message completes; a fake
 // upstream reads with Next and acknowledges most messages at once
-// (printing "U seq" before the Ack), holds some back until they have been
+// (reporting "U seq" before the Ack), holds some back until they have been
 // spilled by age, never acknowledges a few, and drops and restores the
 // link now and then. A kill lands while messages are in memory, spilling
 // and half spilled.
@@ -32,14 +33,27 @@ func childMemory() {
 		os.Exit(2)
 	}
 	o.SetLinkUp(true)
+	// "U" lines are written out before the Ack (an ack in the ack log must
+	// never lack its report); "A" lines go through a channel so that the
+	// committer's callbacks do not wait for the pipe. One lock keeps lines
+	// whole.
+	var wmu sync.Mutex
+	w := bufio.NewWriter(os.Stdout)
+	upstream := func(seq uint64) {
+		wmu.Lock()
+		fmt.Fprintf(w, "U %d\n", seq)
+		w.Flush()
+		wmu.Unlock()
+	}
 	lines := make(chan string, 1<<16)
 	go func() {
-		w := bufio.NewWriter(os.Stdout)
 		for l := range lines {
+			wmu.Lock()
 			w.WriteString(l)
 			if len(lines) == 0 {
 				w.Flush()
 			}
+			wmu.Unlock()
 		}
 	}()
 	go func() {
@@ -53,7 +67,7 @@ func childMemory() {
 			}
 			switch r := rng.IntN(20); {
 			case r < 16:
-				lines <- fmt.Sprintf("U %d\n", m.Seq)
+				upstream(m.Seq)
 				o.Ack(m.Seq)
 			case r < 19:
 				held = append(held, m.Seq)
@@ -61,7 +75,7 @@ func childMemory() {
 			if len(held) >= 40 {
 				time.Sleep(6 * time.Millisecond) // past SpillAfter: the held ones spill first (a slow upstream)
 				for _, s := range held {
-					lines <- fmt.Sprintf("U %d\n", s)
+					upstream(s)
 					o.Ack(s)
 				}
 				held = held[:0]
@@ -115,8 +129,11 @@ func TestKill9MemoryWindow(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel() // everything on disk is durable after Open: no waiting
 			m, err := o.Next(ctx)
-			if err != nil {
+			if errors.Is(err, context.Canceled) {
 				break
+			}
+			if err != nil {
+				t.Fatalf("round %d: Next: %v", round, err)
 			}
 			if m.Seq <= last {
 				t.Fatalf("round %d: seq %d after %d", round, m.Seq, last)
@@ -144,7 +161,9 @@ func TestKill9MemoryWindow(t *testing.T) {
 				continue
 			}
 			if !upstream[seq] {
-				t.Fatalf("round %d: seq %d (i %d) completed but is neither on disk nor acknowledged upstream (delay %v)", round, seq, i, delay)
+				o.mu.Lock()
+				t.Fatalf("round %d: seq %d (i %d) completed but is neither on disk nor acknowledged upstream (delay %v; dropped %v, floor %d, acked %v, segs %+v, next %d)",
+					round, seq, i, delay, o.st.dropped, o.floor, o.acked.spans(), o.segs, o.nextSeq)
 			}
 			fromUpstream++
 		}
