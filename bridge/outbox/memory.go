@@ -126,15 +126,6 @@ func (o *Outbox) memReasonLocked(m *Message, size int) string {
 	return ""
 }
 
-// memFirstLocked is the seq of the oldest message in memory (every seq at
-// or above it is in memory), or nextSeq when memory is empty.
-func (o *Outbox) memFirstLocked() uint64 {
-	if len(o.mem) == 0 {
-		return o.nextSeq
-	}
-	return o.mem[0].m.Seq
-}
-
 // memPushLocked keeps m (seq assigned) in memory, spilling the oldest
 // entries if the window would overflow. It reports whether it spilled.
 func (o *Outbox) memPushLocked(m Message, size int, done func(uint64, error)) bool {
