@@ -26,6 +26,8 @@ type pipeUpstream struct {
 // answers its CONNECT. Each Dial gets a fresh pipe, sent on conns.
 func startPipeBridge(t *testing.T, ob *outbox.Outbox, conns chan<- *pipeUpstream) {
 	t.Helper()
+	var mu sync.Mutex
+	var servers []net.Conn
 	b := New(Options{
 		Endpoints: []Endpoint{{Addr: "pipe"}},
 		ClientID:  "t",
@@ -34,6 +36,9 @@ func startPipeBridge(t *testing.T, ob *outbox.Outbox, conns chan<- *pipeUpstream
 		Dial: func(context.Context, string) (net.Conn, error) {
 			server, client := net.Pipe()
 			u := &pipeUpstream{t: t, server: server, br: bufio.NewReader(server)}
+			mu.Lock()
+			servers = append(servers, server)
+			mu.Unlock()
 			conns <- u
 			return client, nil
 		},
@@ -41,7 +46,15 @@ func startPipeBridge(t *testing.T, ob *outbox.Outbox, conns chan<- *pipeUpstream
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = b.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		mu.Lock()
+		for _, s := range servers {
+			s.Close() // a DISCONNECT nobody reads must not wait for its write deadline
+		}
+		mu.Unlock()
+		<-done
+	})
 }
 
 func (u *pipeUpstream) connack() {
