@@ -291,7 +291,7 @@ func TestMemoryWindowFull(t *testing.T) {
 	}
 	d.waitN(t, 6)
 	st := o.Stats()
-	if st.ToDisk["window_full"] != 6 || st.InMemory != 4 || st.InMemoryBytes != uint64(4*rec) {
+	if st.ToDisk["window_full"] != 6 || st.InMemory != 4 || st.InMemoryBytes != uint64(4*rec) || st.Messages != 10 {
 		t.Fatalf("stats %+v: want 6 spilled for window_full, 4 in memory", st)
 	}
 	big := Message{Topic: "big", QoS: 1, Payload: make([]byte, 5*rec)}

@@ -33,8 +33,8 @@ type Message struct {
 
 // Stats is a snapshot of the outbox counters.
 type Stats struct {
-	// Messages and Bytes are the depth: unacknowledged messages (on disk
-	// and in memory), and bytes of segment files on disk. After a restart
+	// Messages and Bytes are the depth: unacknowledged messages (on disk,
+	// queued for it and in memory), and bytes of segment files on disk. After a restart
 	// Messages may overstate: seqs acknowledged from memory in an earlier
 	// run never reached disk, and a seq gap counts until Next passes it.
 	Messages, Bytes uint64
@@ -591,10 +591,12 @@ func (o *Outbox) Stats() Stats {
 		s.ToDisk[k] = v
 	}
 	s.InMemory, s.InMemoryBytes = uint64(o.memLive), uint64(o.memBytes)
-	if o.writtenNext > o.floor {
-		s.Messages = o.writtenNext - o.floor - o.acked.countIn(o.floor, o.writtenNext)
+	// Every seq below nextSeq is stored (on disk, queued or in memory) or
+	// acknowledged; after a restart also seq gaps not yet passed by Next.
+	if o.nextSeq > o.floor {
+		s.Messages = o.nextSeq - o.floor - o.acked.countIn(o.floor, o.nextSeq)
 	}
-	if s.Messages == 0 && o.memLive > 0 {
+	if s.Messages > 0 && s.Messages == uint64(o.memLive) {
 		for _, e := range o.mem {
 			if !e.acked {
 				s.OldestAge = max(0, o.opts.Now().Sub(e.m.Time))
@@ -602,7 +604,6 @@ func (o *Outbox) Stats() Stats {
 			}
 		}
 	}
-	s.Messages += uint64(o.memLive)
 	if s.Messages > uint64(o.memLive) {
 		for i := len(o.segs) - 1; i >= 0; i-- {
 			if o.segs[i].first <= o.floor {
