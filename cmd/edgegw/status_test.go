@@ -15,12 +15,13 @@ import (
 
 func TestStatusCmd(t *testing.T) {
 	up := gateway.StatusDoc{Gateway: "gw-01", Ready: true, UptimeSeconds: 3725, ClockSynced: true,
-		Devices:      []gateway.DeviceDoc{{Name: "door", Type: "rdm6300", Up: true, Readings: 42}},
-		Upstream:     &gateway.UpstreamDoc{LinkUp: true, Endpoint: "broker:8883", Connects: 1, BacklogMessages: 0},
+		Devices: []gateway.DeviceDoc{{Name: "door", Type: "rdm6300", Up: true, Readings: 42}},
+		Upstream: &gateway.UpstreamDoc{LinkUp: true, Endpoint: "broker:8883", Connects: 1, BacklogMessages: 3, InMemory: 3, MemoryAcked: 9000,
+			ToDisk: map[string]uint64{"slow_ack": 2, "link_down": 0}},
 		Certificates: []gateway.CertDoc{{Path: "/etc/edgegw/client.crt", DaysLeft: 12}}}
 	down := up
 	down.Upstream = &gateway.UpstreamDoc{Endpoint: "broker:8883", LastError: "the server's certificate is not trusted", BacklogMessages: 1200,
-		Dropped: map[string]uint64{"full_oldest": 7, "expired": 0}}
+		Dropped: map[string]uint64{"full_oldest": 7, "expired": 0}, ToDisk: map[string]uint64{"link_down": 1200}}
 	stuck := up
 	stuck.StuckLoops = []string{"device door"}
 	stuck.ClockSynced = false
@@ -31,8 +32,10 @@ func TestStatusCmd(t *testing.T) {
 		want     []string
 		wantExit int
 	}{
-		{"all well", up, 200, []string{"gateway gw-01: running for 1h2m5s", "upstream: up, broker:8883", "door", "readings 42", "12 days left  <- renew soon"}, exitOK},
-		{"link down with drops", down, 200, []string{"upstream: DOWN, broker:8883: the server's certificate is not trusted", "backlog: 1200 messages", "dropped: full_oldest 7"}, exitOK},
+		{"all well", up, 200, []string{"gateway gw-01: running for 1h2m5s", "upstream: up, broker:8883", "door", "readings 42", "12 days left  <- renew soon",
+			"memory: 3 waiting for upstream, 9000 acked from memory (never written); written to disk: slow_ack 2\n"}, exitOK},
+		{"link down with drops", down, 200, []string{"upstream: DOWN, broker:8883: the server's certificate is not trusted", "backlog: 1200 messages", "dropped: full_oldest 7",
+			"written to disk: link_down 1200"}, exitOK},
 		{"stuck loop, clock unsynced", stuck, 200, []string{"STUCK: device door", "clock: NOT synchronised"}, exitFailure},
 	}
 	for _, c := range cases {
