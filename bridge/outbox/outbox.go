@@ -367,7 +367,9 @@ func (o *Outbox) AppendAsync(ctx context.Context, m Message, done func(seq uint6
 	return nil
 }
 
-// Append stores m and waits until it is durable per the fsync mode.
+// Append stores m and waits until its done callback would fire: durable
+// per the fsync mode, or, for a message in the memory window, acknowledged
+// upstream or spilled (at most SpillAfter plus a commit).
 func (o *Outbox) Append(ctx context.Context, m Message) (uint64, error) {
 	type result struct {
 		seq uint64
