@@ -166,7 +166,12 @@ func TestSeqStoreResume(t *testing.T) {
 					if err := s.close(); err != nil {
 						t.Fatal(err)
 					}
-				} // else: the process dies, files stay as written
+				} else { // the process dies: files stay as written, the flock goes
+					for _, sf := range s.files {
+						sf.f.Close()
+					}
+					s.lock.release()
+				}
 			}
 			s := openSeqT(t, dataDir, tc.boot)
 			last, skipped, err := s.open("door")
