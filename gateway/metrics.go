@@ -187,7 +187,7 @@ func (g *Gateway) writeMetrics() []byte {
 		w.one("edgegw_bridge_qos0_dropped_total", "counter", "QoS 0 messages dropped from the memory ring (full during an outage).", float64(br.QoS0Dropped))
 		w.one("edgegw_bridge_qos0_queued", "gauge", "QoS 0 messages waiting in memory.", float64(br.QoS0Queued))
 		ob := br.Outbox
-		w.one("edgegw_outbox_messages", "gauge", "Backlog: messages stored on disk and not yet acknowledged upstream.", float64(ob.Messages))
+		w.one("edgegw_outbox_messages", "gauge", "Backlog: messages not yet acknowledged upstream (on disk, queued for it, or in memory; see edgegw_outbox_memory_messages).", float64(ob.Messages))
 		w.one("edgegw_outbox_bytes", "gauge", "Backlog: bytes of outbox segment files on disk.", float64(ob.Bytes))
 		w.one("edgegw_outbox_oldest_age_seconds", "gauge", "Age of the oldest unacknowledged message (segment granularity).", ob.OldestAge.Seconds())
 		w.one("edgegw_outbox_appended_total", "counter", "Messages appended to the outbox.", float64(ob.Appended))
