@@ -34,9 +34,10 @@ type Message struct {
 // Stats is a snapshot of the outbox counters.
 type Stats struct {
 	// Messages and Bytes are the depth: unacknowledged messages (on disk,
-	// queued for it and in memory), and bytes of segment files on disk. After a restart
-	// Messages may overstate: seqs acknowledged from memory in an earlier
-	// run never reached disk, and a seq gap counts until Next passes it.
+	// queued for it and in memory), and bytes of segment files on disk.
+	// After a restart Messages may overstate: seqs acknowledged from memory
+	// in an earlier run never reached disk, and such a seq gap counts until
+	// Next passes it.
 	Messages, Bytes uint64
 	// InMemory and InMemoryBytes are the memory window: unacknowledged
 	// messages kept only in memory, and their record bytes.
