@@ -13,5 +13,6 @@ command -v mosquitto >/dev/null || { echo "bench: mosquitto is not installed (ma
 [ -x bin/edgegw ] || { echo "bench: bin/edgegw missing (make build)" >&2; exit 1; }
 # Many edgegw processes in the fleet workload: make sure we may open the files.
 ulimit -n 65536 2>/dev/null || true
-CGO_ENABLED=0 go build -o bin/edgegw-bench ./bench
+# bench/ is its own Go module (replace => ../), built from its directory.
+(cd bench && CGO_ENABLED=0 go build -o ../bin/edgegw-bench .)
 exec timeout 15m bin/edgegw-bench -out bench/RESULTS.md -png bench/results.png "$@"
