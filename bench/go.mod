@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/edgegw/edgegw v0.0.0
+	golang.org/x/sys v0.36.0
 )
 
 require (
