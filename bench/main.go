@@ -137,6 +137,39 @@ func main() {
 		}
 		logf("run %d %-8s %-17s %5.1fs %s", run+1, what, kind, time.Since(t).Seconds(), strings.Join(parts, " "))
 	}
+	// The flash-wear, CPU and slow-board tables: first, one run each (their
+	// windows are long; wear runs its eight rigs at once).
+	if want("wear") && ctx.Err() == nil {
+		t := time.Now()
+		for k, o := range b.wear(ctx) {
+			res.add(0, k, o.f, wearMetrics)
+			switch {
+			case strings.HasPrefix(o.na, "error: "):
+				res.errors = append(res.errors, "wear "+k+": "+strings.TrimPrefix(o.na, "error: "))
+			case o.na != "":
+				res.na[k] = o.na
+			}
+		}
+		logf("wear done in %.1fs", time.Since(t).Seconds())
+	}
+	if want("cpu") && ctx.Err() == nil {
+		t := time.Now()
+		out, err := b.cpu(ctx)
+		for k, f := range out {
+			res.add(0, k, f, cpuMetrics)
+		}
+		if err != nil {
+			res.errors = append(res.errors, "cpu: "+err.Error())
+			logf("ERROR cpu: %v", err)
+		}
+		logf("cpu done in %.1fs: %v", time.Since(t).Seconds(), out)
+	}
+	if want("slow") {
+		for _, k := range slowKinds {
+			do(0, k, "slow", slowMetrics, func() (figures, error) { return b.slow(ctx, k, true) })
+			do(0, k, "slowfree", slowFreeMetrics, func() (figures, error) { return b.slow(ctx, k, false) })
+		}
+	}
 	for run := range runs {
 		if want("steady") {
 			for _, k := range []string{kEdgegw, kMosq, kMosqDflt, kDirect} {
@@ -166,38 +199,6 @@ func main() {
 				kind := "fleet-r" + strconv.Itoa(rate)
 				do(run, kind, "fleet", metricsOf("fleet.connects", "fleet.drain", "fleet.lost", "fleet.peakmsgs"), func() (figures, error) { return b.fleet(ctx, rate) })
 			}
-		}
-	}
-	// The flash-wear, CPU and slow-board tables: one run each (their
-	// windows are long; wear runs its eight rigs at once).
-	if want("wear") && ctx.Err() == nil {
-		t := time.Now()
-		for k, o := range b.wear(ctx) {
-			res.add(0, k, o.f, wearMetrics)
-			switch {
-			case strings.HasPrefix(o.na, "error: "):
-				res.errors = append(res.errors, "wear "+k+": "+strings.TrimPrefix(o.na, "error: "))
-			case o.na != "":
-				res.na[k] = o.na
-			}
-		}
-		logf("wear done in %.1fs", time.Since(t).Seconds())
-	}
-	if want("cpu") && ctx.Err() == nil {
-		t := time.Now()
-		out, err := b.cpu(ctx)
-		for k, f := range out {
-			res.add(0, k, f, cpuMetrics)
-		}
-		if err != nil {
-			res.errors = append(res.errors, "cpu: "+err.Error())
-			logf("ERROR cpu: %v", err)
-		}
-		logf("cpu done in %.1fs: %v", time.Since(t).Seconds(), out)
-	}
-	if want("slow") {
-		for _, k := range slowKinds {
-			do(0, k, "slow", slowMetrics, func() (figures, error) { return b.slow(ctx, k) })
 		}
 	}
 	if ctx.Err() != nil {
@@ -266,6 +267,8 @@ var cpuMetrics = func() []string {
 }()
 
 var slowMetrics = metricsOf("slow.msgs", "slow.intake", "slow.cpu", "slow.lost")
+
+var slowFreeMetrics = metricsOf("slowfree.msgs", "slowfree.cpu", "slowfree.lost")
 
 // stat is median, min and max of the values that are not NaN.
 func stat(v []float64) (med, lo, hi float64, n int) {
