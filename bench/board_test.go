@@ -90,7 +90,7 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
 func TestWearCell(t *testing.T) {
 	res := &results{v: map[string]map[string][]float64{}, na: map[string]string{kEdgegwDisk: "n/a (key unknown)"}}
 	res.add(0, kEdgegwDflt, figures{"wear.up.200": 170, "wear.up.200.rate": 199, "wear.down.sat": 1.1, "wear.down.sat.rate": 41000}, wearMetrics)
-	res.add(0, kMosqAuto, figures{"wear.down.200": 12493, "wear.down.200.rate": 120}, wearMetrics)
+	res.add(0, kMosqAuto, figures{"wear.down.200": 12493, "wear.down.200.rate": 120, "wear.down.sat": 10823300, "wear.down.sat.rate": 0.1}, wearMetrics)
 	for _, c := range []struct{ kind, col, want string }{
 		// 170 B/B × 200 msg/s × 100 B × 86,400 s: the 294 GB/day.
 		{kEdgegwDflt, "up.200", "170 (293.8 GB/day)"},
@@ -98,6 +98,7 @@ func TestWearCell(t *testing.T) {
 		{kEdgegwDflt, "up.20", "—"},
 		{kEdgegwDisk, "up.20", "n/a (key unknown)"},
 		{kMosqAuto, "down.200", "12.5k (21587.9 GB/day), only 120 msg/s"},
+		{kMosqAuto, "down.sat", "10823.3k at 0.1 msg/s"},
 	} {
 		if got := wearCell(res, c.kind, c.col); got != c.want {
 			t.Errorf("wearCell(%s, %s) = %q, want %q", c.kind, c.col, got, c.want)

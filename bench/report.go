@@ -153,7 +153,7 @@ func expand(s string, sz sizes) string {
 func report(res *results, sz sizes, runs int, mode string, elapsed time.Duration) string {
 	var b strings.Builder
 	b.WriteString("# edgegw vs Mosquitto's bridge — `make bench` results\n\n")
-	fmt.Fprintf(&b, "Generated %s by `make bench` (scripts/bench.sh → `go run ./bench`), mode %s, %d run(s) per figure, %s in all.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), mode, runs, elapsed.Round(time.Second))
+	fmt.Fprintf(&b, "Generated %s by `make bench` (scripts/bench.sh → bin/edgegw-bench, built from the bench module), mode %s, %d run(s) per figure, %s in all.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), mode, runs, elapsed.Round(time.Second))
 	b.WriteString(machine())
 	b.WriteString(`
 Setup, the same for every column: an upstream Mosquitto with mutual TLS (require_certificate,

@@ -54,7 +54,11 @@ func wearCell(res *results, kind, col string) string {
 			s += fmt.Sprintf(", only %.0f msg/s", rate)
 		}
 	} else if !math.IsNaN(rate) {
-		s += " at " + fmtv(rate, "k") + " msg/s"
+		f := "k"
+		if rate < 100 {
+			f = "f1" // a bridge that all but stopped acknowledging
+		}
+		s += " at " + fmtv(rate, f) + " msg/s"
 	}
 	return s
 }
