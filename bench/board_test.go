@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"image/png"
 	"math"
 	"os"
 	"os/exec"
@@ -197,5 +198,30 @@ func TestCPUCapLimits(t *testing.T) {
 	}
 	if share < 0.05 {
 		t.Errorf("the loop used only %.1f %% of a core: not running?", share*100)
+	}
+}
+
+// TestChartBoardPanels: the wear and CPU panels draw, with a kind that
+// has no figures (n/a) among them.
+func TestChartBoardPanels(t *testing.T) {
+	res := &results{v: map[string]map[string][]float64{}, na: map[string]string{kEdgegwDisk: "n/a (key unknown)"}}
+	res.add(0, kEdgegwDflt, figures{"wear.up.20": 171, "cpu.200": 405}, append(wearMetrics, cpuMetrics...))
+	res.add(0, kMosq, figures{"wear.up.20": 0, "cpu.200": 100}, append(wearMetrics, cpuMetrics...))
+	res.add(0, kMosqAuto, figures{"wear.up.20": 369}, wearMetrics)
+	path := filepath.Join(t.TempDir(), "c.png")
+	if err := writeChart(path, res); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := png.DecodeConfig(f)
+	if err != nil {
+		t.Fatalf("not a PNG: %v", err)
+	}
+	if cfg.Width == 0 || cfg.Height == 0 {
+		t.Fatalf("empty chart %dx%d", cfg.Width, cfg.Height)
 	}
 }
