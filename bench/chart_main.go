@@ -44,11 +44,11 @@ func writeChart(path string, res *results) error {
 		panels = append(panels, chart.Panel{Title: "3 kill -9: % of acked delivered", Bars: pctBars(res, "crash.delivered", "crash.lost", []string{kEdgegw, kMosq}, pct)})
 	}
 	if hasAny(res, "wear.up.20") {
-		panels = append(panels, chart.Panel{Title: "7 wear, 20 msg/s, link up: device B per payload B", Bars: bars("wear.up.20", wearKinds, 1, mb)})
+		panels = append(panels, chart.Panel{Title: "7 wear at 20 msg/s, link up: B/B", Bars: bars("wear.up.20", wearKinds, 1, mb)})
 	}
 	if hasAny(res, "cpu.200") {
 		us := func(v float64) string { return fmt.Sprintf("%.0f", v) }
-		panels = append(panels, chart.Panel{Title: "8 CPU per message at 200 msg/s, us", Bars: bars("cpu.200", cpuKinds, 1, us)})
+		panels = append(panels, chart.Panel{Title: "8 CPU per msg at 200 msg/s, us", Bars: bars("cpu.200", cpuKinds, 1, us)})
 	}
 	if len(panels) == 0 {
 		return nil
