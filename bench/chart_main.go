@@ -9,8 +9,10 @@ import (
 	"github.com/edgegw/edgegw/bench/chart"
 )
 
-var kindColor = map[string]color.RGBA{kEdgegw: chart.Green, kMosq: chart.Orange, kMosqDflt: chart.Red, kDirect: chart.Grey}
-var kindLabel = map[string]string{kEdgegw: "edgegw", kMosq: "mosquitto q=0", kMosqDflt: "mosquitto q=1000", kDirect: "direct"}
+var kindColor = map[string]color.RGBA{kEdgegw: chart.Green, kMosq: chart.Orange, kMosqDflt: chart.Red, kDirect: chart.Grey,
+	kEdgegwDflt: chart.Green, kEdgegwDisk: chart.Blue, kMosqAuto: chart.Red}
+var kindLabel = map[string]string{kEdgegw: "edgegw", kMosq: "mosquitto q=0", kMosqDflt: "mosquitto q=1000", kDirect: "direct",
+	kEdgegwDflt: "edgegw", kEdgegwDisk: "edgegw disk", kMosqAuto: "mosq autosave"}
 
 // writeChart draws the main figures (medians) to path.
 func writeChart(path string, res *results) error {
@@ -40,6 +42,13 @@ func writeChart(path string, res *results) error {
 	}
 	if res.v["crash.delivered"] != nil {
 		panels = append(panels, chart.Panel{Title: "3 kill -9: % of acked delivered", Bars: pctBars(res, "crash.delivered", "crash.lost", []string{kEdgegw, kMosq}, pct)})
+	}
+	if hasAny(res, "wear.up.20") {
+		panels = append(panels, chart.Panel{Title: "7 wear at 20 msg/s, link up: B/B", Bars: bars("wear.up.20", wearKinds, 1, mb)})
+	}
+	if hasAny(res, "cpu.200") {
+		us := func(v float64) string { return fmt.Sprintf("%.0f", v) }
+		panels = append(panels, chart.Panel{Title: "8 CPU per msg at 200 msg/s, us", Bars: bars("cpu.200", cpuKinds, 1, us)})
 	}
 	if len(panels) == 0 {
 		return nil

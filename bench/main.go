@@ -5,7 +5,7 @@
 // table and a PNG chart.
 //
 // Environment: BENCH_QUICK=1 (small sizes, one run), BENCH_RUNS=n,
-// BENCH_ONLY=steady,outage,crash,qos2,fleet,backlog, BENCH_KEEP=1 (keep
+// BENCH_ONLY=steady,outage,crash,qos2,fleet,backlog,wear,cpu,slow, BENCH_KEEP=1 (keep
 // the work directory), BENCH_KINDS=edgegw,mosquitto,... (only those columns), BENCH_PPROF=dir (a CPU profile of
 // every edgegw process there), BENCH_WINDOW=n (publisher window, default 500), EDGEGW=path of the binary (default bin/edgegw).
 package main
@@ -35,6 +35,9 @@ var (
 type results struct {
 	v      map[string]map[string][]float64
 	errors []string
+	// na: kind → why it has no figures in the wear table (an edgegw that
+	// does not know durability = "disk").
+	na map[string]string
 }
 
 func (r *results) add(run int, kind string, f figures, metrics []string) {
@@ -110,11 +113,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	// Everything is bounded: the whole run has 14 minutes.
-	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
+	// Everything is bounded: the whole run has 17 minutes.
+	ctx, cancel := context.WithTimeout(context.Background(), 17*time.Minute)
 	defer cancel()
 	b := &bench{root: root, pki: pki, sz: sz, log: logf}
-	res := &results{v: map[string]map[string][]float64{}}
+	res := &results{v: map[string]map[string][]float64{}, na: map[string]string{}}
 	do := func(run int, kind, what string, metrics []string, fn func() (figures, error)) {
 		if ctx.Err() != nil || (len(kinds) > 0 && !kinds[kind]) {
 			res.add(run, kind, nil, metrics)
@@ -133,6 +136,39 @@ func main() {
 			parts = append(parts, fmt.Sprintf("%s=%.4g", k, f[k]))
 		}
 		logf("run %d %-8s %-17s %5.1fs %s", run+1, what, kind, time.Since(t).Seconds(), strings.Join(parts, " "))
+	}
+	// The flash-wear, CPU and slow-board tables: first, one run each (their
+	// windows are long; wear runs its eight rigs at once).
+	if want("wear") && ctx.Err() == nil {
+		t := time.Now()
+		for k, o := range b.wear(ctx) {
+			res.add(0, k, o.f, wearMetrics)
+			switch {
+			case strings.HasPrefix(o.na, "error: "):
+				res.errors = append(res.errors, "wear "+k+": "+strings.TrimPrefix(o.na, "error: "))
+			case o.na != "":
+				res.na[k] = o.na
+			}
+		}
+		logf("wear done in %.1fs", time.Since(t).Seconds())
+	}
+	if want("cpu") && ctx.Err() == nil {
+		t := time.Now()
+		out, err := b.cpu(ctx)
+		for k, f := range out {
+			res.add(0, k, f, cpuMetrics)
+		}
+		if err != nil {
+			res.errors = append(res.errors, "cpu: "+err.Error())
+			logf("ERROR cpu: %v", err)
+		}
+		logf("cpu done in %.1fs: %v", time.Since(t).Seconds(), out)
+	}
+	if want("slow") {
+		for _, k := range slowKinds {
+			do(0, k, "slow", slowMetrics, func() (figures, error) { return b.slow(ctx, k, true) })
+			do(0, k, "slowfree", slowFreeMetrics, func() (figures, error) { return b.slow(ctx, k, false) })
+		}
 	}
 	for run := range runs {
 		if want("steady") {
@@ -166,7 +202,7 @@ func main() {
 		}
 	}
 	if ctx.Err() != nil {
-		res.errors = append(res.errors, "the 14-minute bound was reached; later workloads did not run")
+		res.errors = append(res.errors, "the 17-minute bound was reached; later workloads did not run")
 	}
 	elapsed := time.Since(start)
 	md := report(res, sz, runs, mode, elapsed)
@@ -181,6 +217,9 @@ func main() {
 	fmt.Print(md)
 	logf("wrote %s and %s in %s", *out, *png, elapsed.Round(time.Second))
 	if len(res.errors) > 0 {
+		if !keepDirs {
+			os.RemoveAll(root) // os.Exit skips the deferred removal
+		}
 		os.Exit(1)
 	}
 }
@@ -195,6 +234,41 @@ var backlogMetrics = metricsOf("bl.idle", "bl.intake", "bl.peak", "bl.growth", "
 	"bl.restart.rss", "bl.drain.peak", "bl.lost", "bl.dup", "bl.drainrate", "bl.perbyte.drain")
 
 func metricsOf(m ...string) []string { return m }
+
+// wearMetrics: per link state and rate ("sat" = as fast as the bridge
+// takes, link down only), bytes per payload byte and the rate achieved.
+var wearMetrics = func() []string {
+	var m []string
+	for _, st := range []string{"up", "down"} {
+		for _, r := range append(wearRateNames(), "sat") {
+			if st == "up" && r == "sat" {
+				continue
+			}
+			m = append(m, "wear."+st+"."+r, "wear."+st+"."+r+".rate")
+		}
+	}
+	return m
+}()
+
+func wearRateNames() []string {
+	var n []string
+	for _, r := range wearRates {
+		n = append(n, strconv.Itoa(r))
+	}
+	return n
+}
+
+var cpuMetrics = func() []string {
+	m := []string{"cpu.idle.rss", "cpu.idle.cpu"}
+	for _, r := range cpuRates {
+		m = append(m, "cpu."+strconv.Itoa(r))
+	}
+	return m
+}()
+
+var slowMetrics = metricsOf("slow.msgs", "slow.intake", "slow.cpu", "slow.lost")
+
+var slowFreeMetrics = metricsOf("slowfree.msgs", "slowfree.cpu", "slowfree.lost")
 
 // stat is median, min and max of the values that are not NaN.
 func stat(v []float64) (med, lo, hi float64, n int) {

@@ -32,7 +32,7 @@ func startProc(name, logPath, addr string, bin string, args ...string) (*proc, e
 	}
 	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{}), log: lf}
 	p.cmd.Stdout, p.cmd.Stderr = lf, lf
-	if dir := os.Getenv("BENCH_PPROF"); dir != "" && name == kEdgegw {
+	if dir := os.Getenv("BENCH_PPROF"); dir != "" && isEdgegw(name) {
 		// A CPU profile per edgegw process (cmd/edgegw's hidden EDGEGW_PPROF).
 		p.cmd.Env = append(os.Environ(), "EDGEGW_PPROF="+filepath.Join(dir, fmt.Sprintf("edgegw-%d.pprof", time.Now().UnixNano())))
 	}
@@ -82,7 +82,7 @@ func waitPort(addr string, timeout time.Duration, exited <-chan struct{}) error 
 // sometimes ignores SIGTERM for many seconds (seen in this bench); its
 // figures are taken before the stop, so it gets a shorter wait.
 func (p *proc) stopWait() time.Duration {
-	if p.name == kEdgegw {
+	if isEdgegw(p.name) {
 		return 15 * time.Second
 	}
 	return 3 * time.Second

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,7 +24,18 @@ const (
 	kMosq     = "mosquitto"         // max_queued_messages 0 (unlimited)
 	kMosqDflt = "mosquitto-default" // max_queued_messages 1000 (its default)
 	kDirect   = "direct"            // publisher straight into upstream
+
+	// The flash-wear, CPU and slow-board tables.
+	kEdgegwDflt = "edgegw-default"     // no [buffer] keys: what a new user gets
+	kEdgegwDisk = "edgegw-disk"        // [buffer] durability = "disk"
+	kMosqAuto   = "mosquitto-autosave" // kMosq + autosave_on_changes true, autosave_interval 1
 )
+
+// isEdgegw reports whether kind runs bin/edgegw (else mosquitto).
+func isEdgegw(kind string) bool { return strings.HasPrefix(kind, kEdgegw) }
+
+// errKeyUnknown: this edgegw does not know a config key the kind needs.
+var errKeyUnknown = errors.New("key unknown")
 
 // rigOpts tune one rig.
 type rigOpts struct {
@@ -39,6 +51,9 @@ type rigOpts struct {
 	// (jittered backoff, 5 to 30 s).
 	mosqRestart string
 	id          string
+	// wear puts the bridging process's data directory on its own
+	// loop-mounted ext4 (rig.fs), whose block device counts its writes.
+	wear bool
 }
 
 // rig is one upstream Mosquitto (mutual TLS), a proxy in front of it, and
@@ -53,6 +68,7 @@ type rig struct {
 	cfg     string // bridging process config
 	logPath string
 	p       *proc
+	fs      *loopFS // with rigOpts.wear
 }
 
 func clientFiles(f certs.Files, name string) *load.TLSFiles {
@@ -105,10 +121,22 @@ func newRig(root string, pki certs.Files, o rigOpts) (*rig, error) {
 	}
 	r.local = "127.0.0.1:" + strconv.Itoa(port)
 	r.logPath = filepath.Join(dir, o.kind+".log")
-	switch o.kind {
-	case kEdgegw:
+	if o.wear {
+		if r.fs, err = mountLoopExt4(filepath.Join(dir, "data")); err != nil {
+			r.close()
+			return nil, err
+		}
+	} else if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		r.close()
+		return nil, err
+	}
+	switch {
+	case isEdgegw(o.kind):
 		r.cfg = filepath.Join(dir, "gateway.toml")
 		err = os.WriteFile(r.cfg, []byte(edgegwConfig(r, port)), 0o600)
+		if err == nil && o.kind == kEdgegwDisk {
+			err = checkConfig(r.cfg, "durability")
+		}
 	default:
 		r.cfg = filepath.Join(dir, "mosquitto.conf")
 		err = os.WriteFile(r.cfg, []byte(mosquittoConfig(r, port)), 0o600)
@@ -149,10 +177,34 @@ direction = "out"
 qos = %d
 
 [buffer]
-fsync = "batch"
-max_bytes = "1GiB"
+%smax_bytes = "1GiB"
 `, r.o.id, filepath.Join(r.dir, "data"), port, portOf(r.proxy.Addr()), r.o.id, r.o.replayRate, backoffLine(r.o.backoffMax),
-		r.pki.CA.Cert, gw.Cert, gw.Key, r.o.qos)
+		r.pki.CA.Cert, gw.Cert, gw.Key, r.o.qos, bufferLines(r.o.kind))
+}
+
+// bufferLines are the [buffer] keys of each edgegw kind besides max_bytes.
+func bufferLines(kind string) string {
+	switch kind {
+	case kEdgegwDflt:
+		return ""
+	case kEdgegwDisk:
+		return "durability = \"disk\"\n"
+	}
+	return "fsync = \"batch\"\n"
+}
+
+// checkConfig runs edgegw check-config on path; a complaint naming key
+// is errKeyUnknown (an edgegw from before that key), anything else an
+// error of the bench.
+func checkConfig(path, key string) error {
+	out, err := exec.Command(edgegwBin, "check-config", "-c", path).CombinedOutput()
+	if err == nil {
+		return nil
+	}
+	if strings.Contains(string(out), key) {
+		return fmt.Errorf("%w: %s", errKeyUnknown, strings.TrimSpace(string(out)))
+	}
+	return fmt.Errorf("edgegw check-config %s: %w: %s", path, err, out)
 }
 
 func mosquittoConfig(r *rig, port int) string {
@@ -163,9 +215,15 @@ func mosquittoConfig(r *rig, port int) string {
 		b.WriteString("user root\n")
 	}
 	fmt.Fprintf(&b, "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n")
-	fmt.Fprintf(&b, "persistence true\npersistence_location %s/\n", r.dir)
-	if r.o.kind == kMosq {
+	fmt.Fprintf(&b, "persistence true\npersistence_location %s/\n", filepath.Join(r.dir, "data"))
+	if r.o.kind == kMosq || r.o.kind == kMosqAuto {
 		b.WriteString("max_queued_messages 0\n")
+	}
+	if r.o.kind == kMosqAuto {
+		// Its only setting that saves each change: the database is
+		// written whenever the changes since the last save exceed
+		// autosave_interval (a count here, not seconds).
+		b.WriteString("autosave_on_changes true\nautosave_interval 1\n")
 	}
 	fmt.Fprintf(&b, "listener %d 127.0.0.1\nallow_anonymous true\n", port)
 	fmt.Fprintf(&b, `connection bench-%s
@@ -233,10 +291,11 @@ func portOf(addr string) string {
 // start (re)starts the bridging process on the same config and data.
 func (r *rig) start() error {
 	var err error
-	switch r.o.kind {
-	case kEdgegw:
+	switch {
+	case r.o.kind == kDirect:
+	case isEdgegw(r.o.kind):
 		r.p, err = startProc(r.o.kind, r.logPath, r.local, edgegwBin, "run", "-c", r.cfg)
-	case kMosq, kMosqDflt:
+	default:
 		r.p, err = startProc(r.o.kind, r.logPath, r.local, "mosquitto", "-c", r.cfg)
 	}
 	return err
@@ -245,6 +304,9 @@ func (r *rig) start() error {
 func (r *rig) close() {
 	if r.p != nil {
 		r.p.stop()
+	}
+	if r.fs != nil {
+		r.fs.close()
 	}
 	if r.proxy != nil && r.o.proxy == nil {
 		r.proxy.Close()

@@ -20,10 +20,19 @@ type sizes struct {
 	fleet, fleetMsgs                     int
 	backlog                              int
 	window                               int
+	// The flash-wear, CPU and slow-board tables: the paced window per
+	// rate, the link-down saturation window and its message bound, the
+	// CPU window per rate, the idle span, and the slow-board count.
+	wearWindow, wearSatWindow time.Duration
+	wearSat                   int
+	cpuWindow, idleWindow     time.Duration
+	slow                      int
 }
 
-var full = sizes{steady: 100_000, latency: 3_000, outage: 200_000, crash: 20_000, qos2: 20_000, fleet: 100, fleetMsgs: 1_000, backlog: 1_000_000, window: 500}
-var quick = sizes{steady: 20_000, latency: 2_000, outage: 50_000, crash: 5_000, qos2: 5_000, fleet: 20, fleetMsgs: 500, backlog: 200_000, window: 500}
+var full = sizes{steady: 100_000, latency: 3_000, outage: 200_000, crash: 20_000, qos2: 20_000, fleet: 100, fleetMsgs: 1_000, backlog: 1_000_000, window: 500,
+	wearWindow: 60 * time.Second, wearSatWindow: 10 * time.Second, wearSat: 600_000, cpuWindow: 20 * time.Second, idleWindow: 5 * time.Second, slow: 100_000}
+var quick = sizes{steady: 20_000, latency: 2_000, outage: 50_000, crash: 5_000, qos2: 5_000, fleet: 20, fleetMsgs: 500, backlog: 200_000, window: 500,
+	wearWindow: 10 * time.Second, wearSatWindow: 4 * time.Second, wearSat: 250_000, cpuWindow: 8 * time.Second, idleWindow: 3 * time.Second, slow: 30_000}
 
 // bench holds what every workload needs.
 type bench struct {

@@ -48,6 +48,9 @@ type Server struct {
 // Addr is 127.0.0.1:Port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
 
+// Pid is the mosquitto process id (the bench pins it to a core).
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Available reports whether mosquitto is installed; tests call Require.
 func Available() bool {
 	_, err := exec.LookPath("mosquitto")
