@@ -2,8 +2,6 @@ package broker
 
 import (
 	"sync"
-	"sync/atomic"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -90,19 +88,14 @@ func (a *acker) process(batch []ackItem) {
 			a.write(it.cl, bufs[it.cl])
 			delete(bufs, it.cl)
 			refused[it.cl] = true
-			b.log.Warn("message refused; disconnecting the publisher so it resends", "client", it.cl.ID, "topic", it.pk.TopicName, "reason", it.err)
-			_ = b.srv.DisconnectClient(it.cl, packets.ErrQuotaExceeded)
+			b.log.Warn("message refused; disconnecting the publisher so it resends", "client", clientID(it.cl), "topic", it.pk.TopicName, "reason", it.err)
+			_ = disconnectQuota(b.srv, it.cl)
 			continue
 		}
 		typ := byte(packets.Puback)
 		if it.pk.FixedHeader.Qos == 2 {
 			typ = packets.Pubrec
-			// So the PUBREL that follows finds it and gets its PUBCOMP.
-			// mochi's PUBREL handling takes one off its in-flight count
-			// for it: add it here, as mochi does when it sends a PUBREC.
-			if it.cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: it.pk.PacketID, Created: time.Now().Unix()}) {
-				atomic.AddInt64(&b.srv.Info.Inflight, 1)
-			}
+			expectPubrel(b.srv, it.cl, it.pk.PacketID)
 		}
 		buf, ok := bufs[it.cl]
 		if !ok {
@@ -121,36 +114,23 @@ func (a *acker) process(batch []ackItem) {
 		}
 		rp := it.pk
 		rp.FixedHeader.Dup = false
-		if !rp.FixedHeader.Retain && !a.hasSubscribers(rp.TopicName) {
+		if !rp.FixedHeader.Retain && !hasSubscribers(b.srv, rp.TopicName) {
 			continue // nobody on the board listens: skip mochi's whole publish path
 		}
-		if err := b.srv.InjectPacket(b.route, rp); err != nil {
+		if err := inject(b.srv, b.route, rp); err != nil {
 			b.log.Warn("local routing failed", "topic", rp.TopicName, "error", err)
 		}
 	}
 }
 
-// write sends bytes to a client under the client's own lock, as mochi's
-// WritePacket does, so they never interleave with mochi's writes. The
-// connection is a guardConn: the write only queues, so a publisher that
-// stops reading cannot hold up everyone else's acknowledgements.
+// write sends a client the acknowledgements due to it in one write
+// (writeRaw): the write only queues, so a publisher that stops reading
+// cannot hold up everyone else's acknowledgements.
 func (a *acker) write(cl *mqtt.Client, p []byte) {
 	if len(p) == 0 {
 		return
 	}
-	cl.Lock()
-	defer cl.Unlock()
-	if cl.Closed() || cl.Net.Conn == nil {
-		return
+	if err := writeRaw(cl, p); err != nil {
+		a.b.log.Debug("acknowledgements not written", "client", clientID(cl), "error", err)
 	}
-	if _, err := cl.Net.Conn.Write(p); err != nil {
-		a.b.log.Debug("acknowledgements not written", "client", cl.ID, "error", err)
-	}
-}
-
-// hasSubscribers reports whether any local client or in-process handler is
-// subscribed to topic.
-func (a *acker) hasSubscribers(topic string) bool {
-	s := a.b.srv.Topics.Subscribers(topic)
-	return len(s.Subscriptions) > 0 || len(s.InlineSubscriptions) > 0 || len(s.Shared) > 0
 }

@@ -20,7 +20,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	mauth "github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -109,23 +108,13 @@ func New(o Options) (*Broker, error) {
 	// Lines that repeat per message or per socket are rate-limited.
 	rlog := ratelog.Wrap(log)
 	lim := newLimits(o.Limits, rlog)
-	caps := mqtt.NewDefaultServerCapabilities()
-	// Refused from the fixed header, before mochi allocates the body.
-	caps.MaximumPacketSize = uint32(lim.maxPacket)
-	srv := mqtt.New(&mqtt.Options{
-		InlineClient: true,
-		Capabilities: caps,
-		// Publishers send bursts of small packets: read them 32 KiB at a
-		// time rather than mochi's 2 KiB (fewer syscalls per message).
-		ClientNetReadBufferSize:  32 << 10,
-		ClientNetWriteBufferSize: 32 << 10,
-		// mochi logs every connect at Info; keep the journal readable
-		// (mochilog.go).
-		Logger: slog.New(mochiLog{h: rlog.Handler(), min: slog.LevelWarn}),
-	})
+	// A packet over the limit is refused from its fixed header, before
+	// mochi allocates the body. mochi logs every connect at Info; keep the
+	// journal readable (mochilog.go).
+	srv := newMochiServer(lim.maxPacket, mochiLog{h: rlog.Handler(), min: slog.LevelWarn})
 	b := &Broker{srv: srv, opts: o, log: rlog, lim: lim, addrs: map[string]net.Addr{}}
-	b.route = srv.NewClient(nil, mqtt.LocalListener, "edgegw-route", true)
-	b.down = srv.NewClient(nil, mqtt.LocalListener, "edgegw-bridge-in", true)
+	b.route = newInlineClient(srv, "edgegw-route")
+	b.down = newInlineClient(srv, "edgegw-bridge-in")
 	if err := srv.AddHook(&interceptHook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -230,7 +219,7 @@ func (b *Broker) Publish(m Message) error {
 // subscribers only; it is never handed to the interceptor, so a rule with
 // direction "both" cannot send it back up.
 func (b *Broker) Deliver(m Message) error {
-	return b.srv.InjectPacket(b.down, publishPacket(m))
+	return injectPublish(b.srv, b.down, m)
 }
 
 // Subscribe calls fn for every message on filter until cancel is called.
@@ -268,14 +257,14 @@ type Stats struct {
 
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats {
-	i := b.srv.Info
+	m := readMochiStats(b.srv)
 	return Stats{
-		Clients:          atomic.LoadInt64(&i.ClientsConnected),
-		MessagesReceived: atomic.LoadInt64(&i.MessagesReceived),
-		MessagesSent:     atomic.LoadInt64(&i.MessagesSent),
-		Retained:         atomic.LoadInt64(&i.Retained),
-		Subscriptions:    atomic.LoadInt64(&i.Subscriptions),
-		Inflight:         atomic.LoadInt64(&i.Inflight),
+		Clients:          m.clients,
+		MessagesReceived: m.received,
+		MessagesSent:     m.sent,
+		Retained:         m.retained,
+		Subscriptions:    m.subscriptions,
+		Inflight:         m.inflight,
 
 		Connections:        b.lim.conns.Load(),
 		SlowClientsDropped: b.lim.slowDropped.Load(),
@@ -284,16 +273,6 @@ func (b *Broker) Stats() Stats {
 		ConnectionsRefused: b.lim.connsRefused.Load(),
 		ForgedReadings:     b.guard.forgedReadings.Load(),
 		ForgedCommands:     b.guard.forgedCommands.Load(),
-	}
-}
-
-func publishPacket(m Message) packets.Packet {
-	return packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: m.QoS, Retain: m.Retain},
-		TopicName:   m.Topic,
-		Payload:     m.Payload,
-		PacketID:    uint16(m.QoS), // none for QoS 0: mochi refuses a QoS 0 PUBLISH with one
-		Created:     time.Now().Unix(),
 	}
 }
 
@@ -320,13 +299,13 @@ func (h *interceptHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.P
 		Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
 		PacketID: pk.PacketID, Dup: pk.FixedHeader.Dup,
 	}
-	if cl.Net.Inline || pk.FixedHeader.Qos == 0 {
+	if isInline(cl) || pk.FixedHeader.Qos == 0 {
 		box.Accept(m, nil)
 		return pk, nil
 	}
-	m.Origin = cl.ID
+	m.Origin = clientID(cl)
 	// Hold the acknowledgement until the message is durable; the acker then
 	// writes it and routes the packet to local subscribers.
 	box.Accept(m, func(err error) { b.acks.push(ackItem{cl: cl, pk: pk, err: err}) })
-	return pk, packets.ErrRejectPacket
+	return pk, errMochiReject
 }

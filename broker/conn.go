@@ -36,6 +36,7 @@ type guardConn struct {
 	closing bool
 	werr    error // sticky: the first write error; later writes fail with it
 	wake    chan struct{}
+	queued  uint64 // bytes Write has accepted, in all
 
 	connected atomic.Bool // mochi set a deadline: the CONNECT was accepted
 	dropped   atomic.Bool // counted once as a slow consumer
@@ -114,6 +115,7 @@ func (c *guardConn) Write(p []byte) (int, error) {
 		return 0, errSlowConsumer
 	}
 	c.buf = append(c.buf, p...)
+	c.queued += uint64(len(p))
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
@@ -186,6 +188,14 @@ func (c *guardConn) writer() {
 			c.poke()
 		}
 	}
+}
+
+// accepted returns how many bytes Write has queued since the connection
+// opened.
+func (c *guardConn) accepted() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued
 }
 
 func (c *guardConn) poke() {

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Limits bound what one network client can cost the gateway. Each applies
@@ -107,7 +105,7 @@ func (m *limits) release() { m.conns.Add(-1) }
 
 // ended looks at why a connection ended and counts a refused packet.
 func (m *limits) ended(remote net.Addr, err error) {
-	if errors.Is(err, packets.ErrPacketTooLarge) {
+	if errors.Is(err, errMochiPacketTooLarge) {
 		m.oversized.Add(1)
 		m.log.Warn("client disconnected: it sent a packet larger than [broker] max_packet_size (refused from its header, nothing allocated)",
 			"remote", addrString(remote), "max_packet_size", m.maxPacket)

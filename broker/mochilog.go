@@ -22,7 +22,7 @@ func (m mochiLog) Enabled(ctx context.Context, l slog.Level) bool {
 func (m mochiLog) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key != "pk" {
+		if a.Key != mochiPacketLogKey {
 			out.AddAttrs(a)
 		}
 		return true
@@ -33,7 +33,7 @@ func (m mochiLog) Handle(ctx context.Context, r slog.Record) error {
 func (m mochiLog) WithAttrs(as []slog.Attr) slog.Handler {
 	keep := make([]slog.Attr, 0, len(as))
 	for _, a := range as {
-		if a.Key != "pk" {
+		if a.Key != mochiPacketLogKey {
 			keep = append(keep, a)
 		}
 	}

@@ -50,22 +50,22 @@ func (h *protectHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) 
 	if !h.inner.OnConnectAuthenticate(cl, pk) {
 		return false
 	}
-	if n, ok := cl.Net.Conn.(interface{ setClientID(string) }); ok {
-		n.setClientID(cl.ID)
+	if n, ok := clientConn(cl).(interface{ setClientID(string) }); ok {
+		n.setClientID(clientID(cl))
 	}
 	return true
 }
 
 func (h *protectHook) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {
-	if write && !cl.Net.Inline {
+	if write && !isInline(cl) {
 		if matchAny(h.p.Readings, t) {
 			h.forgedReadings.Add(1)
-			h.log.Warn("publish refused: the topic is a device's reading topic, reserved for the gateway (set [broker] protect_topics = false to allow)", "client", cl.ID, "remote", cl.Net.Remote, "topic", t)
+			h.log.Warn("publish refused: the topic is a device's reading topic, reserved for the gateway (set [broker] protect_topics = false to allow)", "client", clientID(cl), "remote", clientRemote(cl), "topic", t)
 			return false
 		}
 		if matchAny(h.p.Commands, t) {
 			h.forgedCommands.Add(1)
-			h.log.Warn("publish refused: the topic is a command topic, writable only from upstream (set [broker] protect_topics = false to allow)", "client", cl.ID, "remote", cl.Net.Remote, "topic", t)
+			h.log.Warn("publish refused: the topic is a command topic, writable only from upstream (set [broker] protect_topics = false to allow)", "client", clientID(cl), "remote", clientRemote(cl), "topic", t)
 			return false
 		}
 	}

@@ -1,0 +1,164 @@
+package broker
+
+import (
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// This file is the one place where the broker reaches past mochi's
+// documented server API (Server.Publish, Subscribe, Unsubscribe, AddHook,
+// AddListener, Serve, Close; the hooks' and listeners' interfaces) into its
+// internals. Everything below was read off mochiVersion's source;
+// TestMochiAdapter (mochi_test.go) fails when an upgrade changes any of it.
+// What the broker relies on:
+//
+//   - Server internals: NewClient for in-process clients, InjectPacket,
+//     DisconnectClient, Topics.Subscribers and its three maps, the Info
+//     counters, Capabilities.MaximumPacketSize (refused from the fixed
+//     header with packets.ErrPacketTooLarge, returned by the listener's
+//     establish function).
+//   - Client internals: the lock mochi holds while it writes to the
+//     connection, Closed, Net.Conn (the connection our listener handed to
+//     establish, so the acker writes through the guardConn and the auth
+//     hook finds the TLS state on it), Net.Inline, Net.Remote, ID,
+//     Properties.Username, and State.Inflight for a held-back QoS 2 PUBREC.
+//   - Behaviour the code in conn.go and mochilog.go is built on: every byte
+//     mochi sends goes through Conn.Write, under the client's lock (so
+//     Write must not block); mochi calls Conn.SetDeadline only once it has
+//     read a valid CONNECT, and again before each packet; it calls Close
+//     on the connection when the client ends; an OnPublish hook returning
+//     packets.ErrRejectPacket stops mochi from acknowledging or routing the
+//     message; its "error processing packet" line carries the packet under
+//     the attribute key mochiPacketLogKey.
+//
+// broker/auth's hook reads the client fields named above (ID, Net.Inline,
+// Net.Remote, Net.Conn, Properties.Username) and a CONNECT's credentials;
+// mochi_test.go pins those too.
+
+// mochiVersion is the release of github.com/mochi-mqtt/server/v2 this
+// adapter was written against. TestMochiVersion fails when go.mod names
+// another: read the upgrade's changes to the internals listed above, rerun
+// TestMochiAdapter, then move this constant.
+const mochiVersion = "v2.7.9"
+
+// mochiPacketLogKey is the attribute under which mochi logs a whole packet.
+const mochiPacketLogKey = "pk"
+
+// errMochiPacketTooLarge is what mochi's establish returns for a packet over
+// Capabilities.MaximumPacketSize.
+var errMochiPacketTooLarge = packets.ErrPacketTooLarge
+
+// errMochiReject, returned by an OnPublish hook, makes mochi drop the
+// PUBLISH without acknowledging or routing it.
+var errMochiReject = packets.ErrRejectPacket
+
+// newMochiServer builds the embedded server: in-process clients on, packets
+// over maxPacket refused from their fixed header, logging through h.
+func newMochiServer(maxPacket int, h slog.Handler) *mqtt.Server {
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = uint32(maxPacket)
+	return mqtt.New(&mqtt.Options{
+		InlineClient: true,
+		Capabilities: caps,
+		// Publishers send bursts of small packets: read them 32 KiB at a
+		// time rather than mochi's 2 KiB (fewer syscalls per message).
+		ClientNetReadBufferSize:  32 << 10,
+		ClientNetWriteBufferSize: 32 << 10,
+		Logger:                   slog.New(h),
+	})
+}
+
+// newInlineClient returns an in-process client that can inject packets; it
+// bypasses the ACL.
+func newInlineClient(srv *mqtt.Server, id string) *mqtt.Client {
+	return srv.NewClient(nil, mqtt.LocalListener, id, true)
+}
+
+// inject runs pk through mochi's packet handling as if cl had sent it.
+func inject(srv *mqtt.Server, cl *mqtt.Client, pk packets.Packet) error {
+	return srv.InjectPacket(cl, pk)
+}
+
+// injectPublish routes m to local subscribers as a PUBLISH from cl.
+func injectPublish(srv *mqtt.Server, cl *mqtt.Client, m Message) error {
+	return inject(srv, cl, packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: m.QoS, Retain: m.Retain},
+		TopicName:   m.Topic,
+		Payload:     m.Payload,
+		PacketID:    uint16(m.QoS), // none for QoS 0: mochi refuses a QoS 0 PUBLISH with one
+		Created:     time.Now().Unix(),
+	})
+}
+
+// disconnectQuota disconnects cl; an MQTT 5 client is told "quota
+// exceeded" (0x97) first.
+func disconnectQuota(srv *mqtt.Server, cl *mqtt.Client) error {
+	return srv.DisconnectClient(cl, packets.ErrQuotaExceeded)
+}
+
+// clientID is the client's id.
+func clientID(cl *mqtt.Client) string { return cl.ID }
+
+// isInline reports whether cl is an in-process client (the gateway's own).
+func isInline(cl *mqtt.Client) bool { return cl.Net.Inline }
+
+// clientRemote is the client's remote address ("" for in-process clients).
+func clientRemote(cl *mqtt.Client) string { return cl.Net.Remote }
+
+// clientConn is the connection the listener handed to mochi for cl (a
+// guardConn), or nil for an in-process client.
+func clientConn(cl *mqtt.Client) net.Conn { return cl.Net.Conn }
+
+// writeRaw writes encoded packets to cl under the client's lock, as mochi's
+// WritePacket does, so they never interleave with mochi's own writes. It
+// bypasses mochi's write buffer, its hooks' OnPacketSent and its byte
+// counters. The connection is a guardConn, so the write only queues.
+func writeRaw(cl *mqtt.Client, p []byte) error {
+	cl.Lock()
+	defer cl.Unlock()
+	if cl.Closed() || cl.Net.Conn == nil {
+		return net.ErrClosed
+	}
+	_, err := cl.Net.Conn.Write(p)
+	return err
+}
+
+// expectPubrel records that a PUBREC for packet id went to cl, so the
+// PUBREL that follows finds it and gets its PUBCOMP. mochi's PUBREL handling
+// takes one off its in-flight count for it: add it here, as mochi does when
+// it sends a PUBREC itself.
+func expectPubrel(srv *mqtt.Server, cl *mqtt.Client, id uint16) {
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: id, Created: time.Now().Unix()}
+	if cl.State.Inflight.Set(pk) {
+		atomic.AddInt64(&srv.Info.Inflight, 1)
+	}
+}
+
+// hasSubscribers reports whether any network client, shared subscription or
+// in-process handler is subscribed to topic.
+func hasSubscribers(srv *mqtt.Server, topic string) bool {
+	s := srv.Topics.Subscribers(topic)
+	return len(s.Subscriptions) > 0 || len(s.InlineSubscriptions) > 0 || len(s.Shared) > 0
+}
+
+// mochiStats are the counters mochi keeps.
+type mochiStats struct {
+	clients, received, sent, retained, subscriptions, inflight int64
+}
+
+func readMochiStats(srv *mqtt.Server) mochiStats {
+	i := srv.Info
+	return mochiStats{
+		clients:       atomic.LoadInt64(&i.ClientsConnected),
+		received:      atomic.LoadInt64(&i.MessagesReceived),
+		sent:          atomic.LoadInt64(&i.MessagesSent),
+		retained:      atomic.LoadInt64(&i.Retained),
+		subscriptions: atomic.LoadInt64(&i.Subscriptions),
+		inflight:      atomic.LoadInt64(&i.Inflight),
+	}
+}
