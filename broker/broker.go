@@ -3,7 +3,15 @@
 // default), an optional TLS listener, authentication and ACLs, and two ways in
 // for the gateway itself: Publish (readings, which the bridge may take) and
 // Deliver (messages that came down from upstream, which it must not take
-// back up). It is the only package that imports mochi.
+// back up).
+//
+// Who imports mochi: this package, for the server (every use beyond its
+// documented API is in mochi.go, which names the version it assumes; the
+// password file and ACL in broker/auth are plain Go, asked by the access
+// hook in protect.go). The one other importer is bridge, and only of
+// mochi's packets codec (bridge/wire.go, session.go): the upstream session
+// is our own client, encoding and decoding with the same code the embedded
+// broker runs. Nothing else imports mochi.
 //
 // The bridge sees what local clients publish through an Interceptor. For a
 // QoS 1 or 2 PUBLISH it wants, the broker holds back the PUBACK/PUBREC until
@@ -11,6 +19,28 @@
 // read loop: a publisher with a window of messages in flight has them all
 // stored by one group commit. Acknowledgements go out in the order the
 // messages came in, as MQTT requires.
+//
+// Concurrency. mochi runs one read goroutine per network client; its hooks
+// (the interceptor's Wants and Accept, the access checks) run on it, so a
+// slow hook stalls that client only, and none may take a lock that another
+// client's hook holds for long. Accept must return at once: it may block
+// only by design (the outbox's full_policy "block"), and then it holds up
+// only the publisher it serves. done may be called from any goroutine
+// (the outbox's committer) and never blocks: it queues for the acker, the
+// one goroutine that writes held-back acknowledgements and routes those
+// messages on, taking each client's lock only to queue bytes. A Subscribe
+// handler runs on whichever goroutine published (a client's reader, the
+// acker, the caller of Publish or Deliver) with no broker lock held: it
+// must return at once (hand slow work to a goroutine of its own, as the
+// gateway's command queue does) and may call Publish or Deliver, but not
+// Close. mochi writes to a client while holding that client's lock, which
+// every publisher takes to pick a packet id; the connection's Write
+// therefore only queues, and a writer goroutine per connection does the
+// blocking write, bounded by write_timeout (conn.go). Broker.mu guards the
+// listener addresses and the closed flag only and is never held while
+// calling mochi. Publish, Deliver, Subscribe and Stats are safe from any
+// goroutine; Close waits for every connection's writer (each bounded by
+// closeFlushTimeout) and must not be called from a hook or handler.
 package broker
 
 import (
@@ -22,7 +52,6 @@ import (
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	mauth "github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/edgegw/edgegw/broker/auth"
@@ -118,20 +147,20 @@ func New(o Options) (*Broker, error) {
 	if err := srv.AddHook(&interceptHook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	var h mqtt.Hook = new(mauth.AllowHook)
+	var policy *auth.Policy // nil: every client may connect and use every topic
 	if o.PasswordFile != "" || o.ACLFile != "" || !o.AllowAnonymous || o.UseIdentityAsUsername {
-		ah, err := auth.NewHook(auth.Options{
+		p, err := auth.New(auth.Options{
 			PasswordFile: o.PasswordFile, ACLFile: o.ACLFile, AllowAnonymous: o.AllowAnonymous,
 			UseIdentityAsUsername: o.UseIdentityAsUsername, Logger: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("broker: %w", err)
 		}
-		h = ah
+		policy = p
 	}
-	// The protection wraps the access hook: mochi lets a client do what
-	// any one hook allows, so a second hook could not refuse anything.
-	b.guard = newProtectHook(h, o.Protect, rlog)
+	// One access hook for everything: mochi lets a client do what any one
+	// hook allows, so a second hook could not refuse anything.
+	b.guard = newProtectHook(policy, o.Protect, rlog)
 	if err := srv.AddHook(b.guard, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -253,12 +282,20 @@ type Stats struct {
 	ConnectionsRefused uint64 // closed at once: max_connections reached
 	ForgedReadings     uint64 // publishes refused on a device's reading topic
 	ForgedCommands     uint64 // publishes refused on a command topic
+	// What the password file and ACL refused (broker/auth).
+	AuthRefused uint64 // connections refused: bad or missing credentials
+	ACLDenied   uint64 // publishes, subscriptions and deliveries the ACL denied
 }
 
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats {
 	m := readMochiStats(b.srv)
+	var refused, denied uint64
+	if p := b.guard.policy; p != nil {
+		refused, denied = p.Stats()
+	}
 	return Stats{
+		AuthRefused: refused, ACLDenied: denied,
 		Clients:          m.clients,
 		MessagesReceived: m.received,
 		MessagesSent:     m.sent,

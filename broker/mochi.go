@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -8,6 +9,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/edgegw/edgegw/broker/auth"
 )
 
 // This file is the one place where the broker reaches past mochi's
@@ -26,19 +29,19 @@ import (
 //     connection, Closed, Net.Conn (the connection our listener handed to
 //     establish, so the acker writes through the guardConn and the auth
 //     hook finds the TLS state on it), Net.Inline, Net.Remote, ID,
-//     Properties.Username, and State.Inflight for a held-back QoS 2 PUBREC.
+//     Properties.Username (which the access hook sets to the certificate's
+//     CN under use_identity_as_username), and State.Inflight for a
+//     held-back QoS 2 PUBREC; a CONNECT's credentials (packets.Packet's
+//     Connect fields).
 //   - Behaviour the code in conn.go and mochilog.go is built on: every byte
 //     mochi sends goes through Conn.Write, under the client's lock (so
 //     Write must not block); mochi calls Conn.SetDeadline only once it has
 //     read a valid CONNECT, and again before each packet; it calls Close
 //     on the connection when the client ends; an OnPublish hook returning
 //     packets.ErrRejectPacket stops mochi from acknowledging or routing the
-//     message; its "error processing packet" line carries the packet under
-//     the attribute key mochiPacketLogKey.
-//
-// broker/auth's hook reads the client fields named above (ID, Net.Inline,
-// Net.Remote, Net.Conn, Properties.Username) and a CONNECT's credentials;
-// mochi_test.go pins those too.
+//     message; its log lines carry whole packets (payloads, a CONNECT's
+//     password) or a will only under the attribute keys isMochiDumpKey
+//     names.
 
 // mochiVersion is the release of github.com/mochi-mqtt/server/v2 this
 // adapter was written against. TestMochiVersion fails when go.mod names
@@ -46,8 +49,10 @@ import (
 // TestMochiAdapter, then move this constant.
 const mochiVersion = "v2.7.9"
 
-// mochiPacketLogKey is the attribute under which mochi logs a whole packet.
-const mochiPacketLogKey = "pk"
+// isMochiDumpKey reports whether mochi logs a whole packet or a will (with
+// its payload) under the attribute key k: "pk" (error processing packet, at
+// Warn), "packet" (hook errors, failed writes), "will" (will hook errors).
+func isMochiDumpKey(k string) bool { return k == "pk" || k == "packet" || k == "will" }
 
 // errMochiPacketTooLarge is what mochi's establish returns for a packet over
 // Capabilities.MaximumPacketSize.
@@ -113,6 +118,28 @@ func clientRemote(cl *mqtt.Client) string { return cl.Net.Remote }
 // clientConn is the connection the listener handed to mochi for cl (a
 // guardConn), or nil for an in-process client.
 func clientConn(cl *mqtt.Client) net.Conn { return cl.Net.Conn }
+
+// clientUsername is the user name the ACL knows the client by.
+func clientUsername(cl *mqtt.Client) string { return string(cl.Properties.Username) }
+
+// setClientUsername replaces the client's user name (with a certificate's
+// CN).
+func setClientUsername(cl *mqtt.Client, user string) { cl.Properties.Username = []byte(user) }
+
+// connectingClient is what the access policy is told about a client whose
+// CONNECT pk mochi has read.
+func connectingClient(cl *mqtt.Client, pk packets.Packet) auth.Client {
+	c := auth.Client{
+		ID: cl.ID, Remote: cl.Net.Remote,
+		HasUsername: pk.Connect.UsernameFlag, Username: pk.Connect.Username,
+		HasPassword: pk.Connect.PasswordFlag, Password: pk.Connect.Password,
+	}
+	if tc, ok := cl.Net.Conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		st := tc.ConnectionState()
+		c.TLS = &st
+	}
+	return c
+}
 
 // writeRaw writes encoded packets to cl under the client's lock, as mochi's
 // WritePacket does, so they never interleave with mochi's own writes. It

@@ -14,9 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // TestMochiVersion: the adapter names the mochi release it was written
@@ -67,22 +64,6 @@ func buildInfoVersion(path string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// The client and CONNECT fields broker/auth's hook reads and writes: a
-// release that renames or retypes one fails to compile here.
-var _ = func(cl *mqtt.Client, pk packets.Packet) {
-	var (
-		_ string   = cl.ID
-		_ bool     = cl.Net.Inline
-		_ string   = cl.Net.Remote
-		_ net.Conn = cl.Net.Conn
-		_ bool     = pk.Connect.UsernameFlag
-		_ bool     = pk.Connect.PasswordFlag
-		_ []byte   = pk.Connect.Username
-		_ []byte   = pk.Connect.Password
-	)
-	cl.Properties.Username = []byte(nil)
 }
 
 // holdAll is an interceptor that wants every topic and hands each message

@@ -6,10 +6,10 @@ import (
 )
 
 // mochiLog is the handler mochi logs through. It drops records below min
-// (mochi logs every connect at Info) and the "pk" attribute: mochi's
-// "error processing packet" line dumps the whole packet, payload and a
-// CONNECT's password included, and a client sending bad packets could
-// fill the journal with its own bytes.
+// (mochi logs every connect at Info) and the attributes that dump a packet
+// or a will (isMochiDumpKey): mochi's "error processing packet" line carries
+// the whole packet, payload and a CONNECT's password included, and a
+// client sending bad packets could fill the journal with its own bytes.
 type mochiLog struct {
 	h   slog.Handler
 	min slog.Level
@@ -22,7 +22,7 @@ func (m mochiLog) Enabled(ctx context.Context, l slog.Level) bool {
 func (m mochiLog) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key != mochiPacketLogKey {
+		if !isMochiDumpKey(a.Key) {
 			out.AddAttrs(a)
 		}
 		return true
@@ -33,7 +33,7 @@ func (m mochiLog) Handle(ctx context.Context, r slog.Record) error {
 func (m mochiLog) WithAttrs(as []slog.Attr) slog.Handler {
 	keep := make([]slog.Attr, 0, len(as))
 	for _, a := range as {
-		if a.Key != mochiPacketLogKey {
+		if !isMochiDumpKey(a.Key) {
 			keep = append(keep, a)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/edgegw/edgegw/broker/auth"
 	"github.com/edgegw/edgegw/internal/topic"
 )
 
@@ -24,20 +25,21 @@ type Protect struct {
 }
 
 // protectHook is the broker's access hook: it refuses writes to protected
-// topics by network clients and asks the inner hook (the password file and
-// ACL, or allow-all) everything else.
+// topics by network clients and asks the policy (the password file and
+// ACL; nil allows everything) the rest. In-process clients are always
+// allowed.
 type protectHook struct {
 	mqtt.HookBase
-	inner mqtt.Hook
-	p     Protect
-	log   *slog.Logger
+	policy *auth.Policy
+	p      Protect
+	log    *slog.Logger
 
 	forgedReadings atomic.Uint64
 	forgedCommands atomic.Uint64
 }
 
-func newProtectHook(inner mqtt.Hook, p Protect, log *slog.Logger) *protectHook {
-	return &protectHook{inner: inner, p: p, log: log}
+func newProtectHook(policy *auth.Policy, p Protect, log *slog.Logger) *protectHook {
+	return &protectHook{policy: policy, p: p, log: log}
 }
 
 func (h *protectHook) ID() string { return "edgegw-access" }
@@ -47,8 +49,15 @@ func (h *protectHook) Provides(b byte) bool {
 }
 
 func (h *protectHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	if !h.inner.OnConnectAuthenticate(cl, pk) {
-		return false
+	if isInline(cl) {
+		return true
+	}
+	if h.policy != nil {
+		user, ok := h.policy.Authenticate(connectingClient(cl, pk))
+		if !ok {
+			return false
+		}
+		setClientUsername(cl, user)
 	}
 	if n, ok := clientConn(cl).(interface{ setClientID(string) }); ok {
 		n.setClientID(clientID(cl))
@@ -57,7 +66,10 @@ func (h *protectHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) 
 }
 
 func (h *protectHook) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {
-	if write && !isInline(cl) {
+	if isInline(cl) {
+		return true
+	}
+	if write {
 		if matchAny(h.p.Readings, t) {
 			h.forgedReadings.Add(1)
 			h.log.Warn("publish refused: the topic is a device's reading topic, reserved for the gateway (set [broker] protect_topics = false to allow)", "client", clientID(cl), "remote", clientRemote(cl), "topic", t)
@@ -69,7 +81,10 @@ func (h *protectHook) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {
 			return false
 		}
 	}
-	return h.inner.OnACLCheck(cl, t, write)
+	if h.policy == nil {
+		return true
+	}
+	return h.policy.Allowed(clientUsername(cl), clientID(cl), t, write)
 }
 
 func matchAny(filters []string, t string) bool {

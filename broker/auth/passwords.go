@@ -1,6 +1,9 @@
 // Package auth gives the local broker Mosquitto's security files: a
-// password_file (as mosquitto_passwd writes it) and an acl_file, enforced
-// through a mochi-mqtt hook.
+// password_file (as mosquitto_passwd writes it) and an acl_file, as a
+// Policy the broker's access hook asks. It knows nothing of mochi: the
+// broker hands it plain values (Client, user and topic names).
+//
+// Concurrency: everything here is read-only once loaded; see Policy.
 package auth
 
 import (

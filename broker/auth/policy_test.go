@@ -3,15 +3,15 @@ package auth_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
-
+	"github.com/edgegw/edgegw/broker"
 	"github.com/edgegw/edgegw/broker/auth"
 	"github.com/edgegw/edgegw/internal/certs"
 	"github.com/edgegw/edgegw/internal/tlsdiag"
@@ -20,28 +20,29 @@ import (
 
 const wait = 5 * time.Second
 
-// startBroker runs a real embedded mochi server with only our hook, on a
-// loopback TCP listener (TLS when cfg is set), and returns its address.
-func startBroker(t *testing.T, o auth.Options, cfg *tls.Config) (string, *auth.Hook) {
+// startBroker runs the real embedded broker with the policy o describes,
+// on a loopback TCP listener (TLS when cfg is set), and returns its address.
+func startBroker(t *testing.T, o auth.Options, cfg *tls.Config) (string, *broker.Broker) {
 	t.Helper()
-	o.Logger = slog.New(slog.DiscardHandler)
-	h, err := auth.NewHook(o)
+	bo := broker.Options{
+		PasswordFile: o.PasswordFile, ACLFile: o.ACLFile, AllowAnonymous: o.AllowAnonymous,
+		UseIdentityAsUsername: o.UseIdentityAsUsername, Logger: slog.New(slog.DiscardHandler),
+	}
+	id := "tcp"
+	if cfg != nil {
+		bo.TLSListen, bo.TLS, id = "127.0.0.1:0", cfg, "tls"
+	} else {
+		bo.Listen = "127.0.0.1:0"
+	}
+	b, err := broker.New(bo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.AddHook(h, nil); err != nil {
+	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
-	l := listeners.NewTCP(listeners.Config{ID: "test", Address: "127.0.0.1:0", TLSConfig: cfg})
-	if err := srv.AddListener(l); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return l.Address(), h.(*auth.Hook)
+	t.Cleanup(func() { _ = b.Close() })
+	return b.Addr(id).String(), b
 }
 
 type received struct {
@@ -77,9 +78,9 @@ func (r *received) await(t *testing.T, topic string) []string {
 	}
 }
 
-func connect(t *testing.T, broker, clientID, user, password string, tlsCfg *tls.Config) (paho.Client, error) {
+func connect(t *testing.T, url, clientID, user, password string, tlsCfg *tls.Config) (paho.Client, error) {
 	t.Helper()
-	o := paho.NewClientOptions().AddBroker(broker).SetClientID(clientID).
+	o := paho.NewClientOptions().AddBroker(url).SetClientID(clientID).
 		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(wait).SetCleanSession(true).
 		SetProtocolVersion(4)
 	if user != "" {
@@ -119,7 +120,7 @@ func publish(t *testing.T, c paho.Client, topic string, qos byte) {
 
 // TestBrokerEnforcesPasswordsAndACL is acceptance 4: a password file made
 // by mosquitto_passwd and a Mosquitto-syntax ACL, enforced by a real
-// embedded mochi server for real paho clients.
+// embedded broker for real paho clients.
 func TestBrokerEnforcesPasswordsAndACL(t *testing.T) {
 	pw := passwordFile(t) // alice, bob ($7$), carol ($6$)
 	acl := writeACL(t, `# who may do what
@@ -136,27 +137,27 @@ user carol
 topic read alice/#
 topic read readings/forged
 `)
-	addr, hook := startBroker(t, auth.Options{PasswordFile: pw, ACLFile: acl}, nil)
-	broker := "tcp://" + addr
+	addr, bk := startBroker(t, auth.Options{PasswordFile: pw, ACLFile: acl}, nil)
+	url := "tcp://" + addr
 
 	// Passwords.
-	if _, err := connect(t, broker, "a-wrong", "alice", "not-her-password", nil); err == nil {
+	if _, err := connect(t, url, "a-wrong", "alice", "not-her-password", nil); err == nil {
 		t.Fatal("wrong password accepted")
 	} else if d := tlsdiag.Diagnose(err, tlsx.Options{}, addr); d.Code != tlsdiag.CodeNotAuthorized {
 		t.Errorf("paho's refusal diagnosed as %q: %s", d.Code, d.Cause)
 	}
-	if _, err := connect(t, broker, "anon", "", "", nil); err == nil {
+	if _, err := connect(t, url, "anon", "", "", nil); err == nil {
 		t.Fatal("anonymous client accepted with allow_anonymous off")
 	}
-	alice, err := connect(t, broker, "alice-1", "alice", "alice-secret", nil)
+	alice, err := connect(t, url, "alice-1", "alice", "alice-secret", nil)
 	if err != nil {
 		t.Fatalf("alice: %v", err)
 	}
-	bob, err := connect(t, broker, "bob-1", "bob", "bob secret with spaces", nil)
+	bob, err := connect(t, url, "bob-1", "bob", "bob secret with spaces", nil)
 	if err != nil {
 		t.Fatalf("bob: %v", err)
 	}
-	carol, err := connect(t, broker, "carol-1", "carol", "carol-pw", nil) // the $6$ line
+	carol, err := connect(t, url, "carol-1", "carol", "carol-pw", nil) // the $6$ line
 	if err != nil {
 		t.Fatalf("carol: %v", err)
 	}
@@ -189,8 +190,8 @@ topic read readings/forged
 	if topics := seen.await(t, "alice/status"); len(topics) != 1 {
 		t.Errorf("carol received %v; want only alice/status", topics)
 	}
-	if refused, denied := hook.Stats(); refused != 2 || denied < 3 {
-		t.Errorf("stats: refused %d denied %d", refused, denied)
+	if st := bk.Stats(); st.AuthRefused != 2 || st.ACLDenied < 3 {
+		t.Errorf("stats: refused %d denied %d", st.AuthRefused, st.ACLDenied)
 	}
 	publish(t, alice, "readings/forged", 1)
 	deadline := time.Now().Add(wait)
@@ -242,5 +243,54 @@ func TestIdentityAsUsername(t *testing.T) {
 		Username: "alice", Password: []byte("wrong")})
 	if rep.Code != tlsdiag.CodeNotAuthorized && rep.Code != tlsdiag.CodeBadCredentials {
 		t.Errorf("no certificate: %q %s", rep.Code, rep.Cause)
+	}
+}
+
+// TestAuthenticate: the policy's decision for each kind of CONNECT, and the
+// user name the ACL then knows the client by.
+func TestAuthenticate(t *testing.T) {
+	pw := passwordFile(t) // alice, bob ($7$), carol ($6$)
+	withCN := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{Subject: pkix.Name{CommonName: "gw-01"}}}}
+	noCert := &tls.ConnectionState{}
+	creds := func(u, p string) auth.Client {
+		return auth.Client{ID: "c", HasUsername: true, Username: []byte(u), HasPassword: true, Password: []byte(p)}
+	}
+	cases := []struct {
+		name     string
+		o        auth.Options
+		c        auth.Client
+		ok       bool
+		wantUser string
+	}{
+		{"right $7$ password", auth.Options{PasswordFile: pw}, creds("alice", "alice-secret"), true, "alice"},
+		{"right $6$ password", auth.Options{PasswordFile: pw}, creds("carol", "carol-pw"), true, "carol"},
+		{"wrong password", auth.Options{PasswordFile: pw}, creds("alice", "bob secret with spaces"), false, "alice"},
+		{"unknown user", auth.Options{PasswordFile: pw}, creds("mallory", "alice-secret"), false, "mallory"},
+		{"user name without the password flag", auth.Options{PasswordFile: pw}, auth.Client{HasUsername: true, Username: []byte("alice")}, false, "alice"},
+		{"anonymous, not allowed", auth.Options{PasswordFile: pw}, auth.Client{}, false, ""},
+		{"anonymous, allowed", auth.Options{PasswordFile: pw, AllowAnonymous: true}, auth.Client{}, true, ""},
+		{"user name, no password file, anonymous not allowed", auth.Options{}, creds("alice", "x"), false, "alice"},
+		{"user name, no password file, anonymous allowed", auth.Options{AllowAnonymous: true}, creds("alice", "x"), true, "alice"},
+		{"certificate CN as user name", auth.Options{UseIdentityAsUsername: true}, auth.Client{TLS: withCN}, true, "gw-01"},
+		{"CN wins over the CONNECT's user name", auth.Options{PasswordFile: pw, UseIdentityAsUsername: true}, auth.Client{TLS: withCN, HasUsername: true, Username: []byte("alice")}, true, "gw-01"},
+		{"TLS without a certificate", auth.Options{PasswordFile: pw, UseIdentityAsUsername: true}, func() auth.Client { c := creds("alice", "alice-secret"); c.TLS = noCert; return c }(), false, "alice"},
+		{"plain connection under use_identity_as_username: the password decides", auth.Options{PasswordFile: pw, UseIdentityAsUsername: true}, creds("bob", "bob secret with spaces"), true, "bob"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.Logger = slog.New(slog.DiscardHandler)
+			p, err := auth.New(tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			user, ok := p.Authenticate(tc.c)
+			if ok != tc.ok || (ok && user != tc.wantUser) {
+				t.Fatalf("Authenticate = %q, %v; want %q, %v", user, ok, tc.wantUser, tc.ok)
+			}
+			refused, _ := p.Stats()
+			if want := map[bool]uint64{true: 0, false: 1}[tc.ok]; refused != want {
+				t.Fatalf("refused count %d, want %d", refused, want)
+			}
+		})
 	}
 }
