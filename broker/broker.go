@@ -32,8 +32,9 @@
 // handler runs on whichever goroutine published (a client's reader, the
 // acker, the caller of Publish or Deliver) with no broker lock held: it
 // must return at once (hand slow work to a goroutine of its own, as the
-// gateway's command queue does) and may call Publish or Deliver, but not
-// Close. mochi writes to a client while holding that client's lock, which
+// gateway's command queue does) and must not call Close. It may call
+// Publish or Deliver here, but not with extbroker (see there): the
+// gateway's handlers, written for either, do neither. mochi writes to a client while holding that client's lock, which
 // every publisher takes to pick a packet id; the connection's Write
 // therefore only queues, and a writer goroutine per connection does the
 // blocking write, bounded by write_timeout (conn.go). Broker.mu guards the

@@ -34,7 +34,11 @@ type seqStore struct {
 	files  map[string]*seqFile
 }
 
+// seqFile is one device's file. Its own lock covers the block writes and
+// their fdatasync, so one device's sync never delays another's reading;
+// seqStore.mu guards only the map.
 type seqFile struct {
+	mu       sync.Mutex
 	f        *os.File
 	seq      uint64 // last number handed out
 	reserved uint64 // numbers up to this are durably reserved
@@ -93,8 +97,6 @@ func bootID() string {
 // skipped reports that the gateway did not stop cleanly (kill -9, crash,
 // power cut): numbering resumes after the reserved block, a gap.
 func (s *seqStore) open(device string) (last uint64, skipped bool, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	path := filepath.Join(s.dir, device)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
@@ -117,7 +119,15 @@ func (s *seqStore) open(device string) (last uint64, skipped bool, err error) {
 		}
 	}
 	sf := &seqFile{f: f, seq: last, reserved: last, buf: b}
+	sf.mu.Lock() // until the starting point is durable
+	defer sf.mu.Unlock()
+	s.mu.Lock()
+	prev := s.files[device]
 	s.files[device] = sf
+	s.mu.Unlock()
+	if prev != nil {
+		prev.f.Close()
+	}
 	// The starting point is made durable with the file's name, so that a
 	// power cut in this run still finds at least this value (and no clean
 	// flag).
@@ -137,8 +147,13 @@ func (s *seqStore) open(device string) (last uint64, skipped bool, err error) {
 // each block costs a write (and an fdatasync).
 func (s *seqStore) next(device string) (uint64, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	sf := s.files[device]
+	s.mu.Unlock()
+	if sf == nil {
+		return 0, fmt.Errorf("sequence numbers of %s: not open (the store is closed)", device)
+	}
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
 	if sf.seq+1 > sf.reserved {
 		if err := sf.write(sf.seq+seqBlock, s.bootID, 'r'); err != nil {
 			return 0, fmt.Errorf("sequence numbers of %s: %w", device, err)
@@ -182,6 +197,7 @@ func (s *seqStore) close() error {
 	defer s.mu.Unlock()
 	var first error
 	for _, sf := range s.files {
+		sf.mu.Lock()
 		if err := sf.write(sf.seq, s.bootID, '1'); err != nil && first == nil {
 			first = err
 		}
@@ -189,6 +205,7 @@ func (s *seqStore) close() error {
 			first = err
 		}
 		sf.f.Close()
+		sf.mu.Unlock()
 	}
 	s.files = map[string]*seqFile{}
 	s.lock.release()

@@ -41,6 +41,23 @@
 // Limits: the retain flag of a local message does not survive (MQTT 3.1.1
 // clears it on delivery), and paho's own goroutines may finish a moment
 // after Close.
+//
+// Concurrency. paho delivers messages on one goroutine, in arrival order
+// (onMessage): the interceptor's Wants and Accept and every Subscribe
+// handler run there, one message at a time, so each must return at once.
+// A handler must not call Publish or Deliver: they wait (up to
+// PublishTimeout) for the broker's acknowledgement, which paho cannot read
+// while its delivery goroutine is busy. Accept's done may be called from any
+// goroutine and never blocks: it fills the message's slot in the ack queue,
+// whose own goroutine sends the acknowledgements in arrival order
+// (ack.go). Publish and Deliver block their caller for at most
+// PublishTimeout; Subscribe and cancel for at most PublishTimeout while
+// connected. Broker.mu guards the subscription table, the granted filters
+// and the connection bookkeeping; it is never held while calling paho or a
+// handler. paho runs the connect and connection-lost handlers on goroutines
+// of their own. Close waits for the first-connection loop (bounded by
+// ConnectTimeout) and the ack goroutine, then disconnects within 250 ms; it
+// must not be called from a handler.
 package extbroker
 
 import (
