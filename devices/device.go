@@ -6,6 +6,26 @@
 // port or bus when Run starts, emits Readings, and returns when the context is
 // cancelled. The gateway stamps each Reading with a sequence number and time,
 // encodes it and publishes it.
+//
+// Concurrency. A constructor does no I/O and starts no goroutine. Run owns
+// every goroutine it starts and waits for them before it returns; it must
+// return soon after ctx is cancelled, because stopping the gateway waits
+// for it: a read that can block for ever is unblocked by closing the port
+// or bus from a watcher (serialport.ReadAll does this). emit may be called
+// from any of Run's goroutines, never after Run has returned; one device's
+// calls are serialised, since the gateway numbers its readings in order.
+// emit is usually quick but may block: under the buffer's full_policy
+// "block" it waits for space, and with an external local broker for up to
+// that client's publish timeout. So a driver does not call emit while
+// holding a lock that Command or Counters need, and a goroutine that must
+// keep pace with the hardware (Wiegand's edge watchers) hands its data to
+// Run's loop through a buffered channel rather than calling emit itself. A
+// serial reader may call emit directly: the kernel keeps a UART's input
+// (4 KiB) while it waits. Command runs on a goroutine of the gateway's, one command at a
+// time per device and concurrently with Run; it may wait until the command
+// is applied, and returns when its ctx is cancelled. Counters may be called
+// at any time from any goroutine (metrics, `edgegw status`) and returns at
+// once: atomic counters, no I/O, no lock Run holds while it blocks.
 package devices
 
 import (
@@ -20,8 +40,9 @@ type Device interface {
 	// reading. It returns nil when ctx is cancelled. Any other return is a
 	// failure (port vanished, bus error): the gateway logs it, counts it and
 	// calls Run again after a backoff, so a driver need not loop on open
-	// errors itself. emit never blocks for long and is safe to call from any
-	// goroutine Run starts, as long as Run waits for them before returning.
+	// errors itself. emit is safe to call from any goroutine Run starts, as
+	// long as Run waits for them before returning; it may block (see the
+	// package doc).
 	Run(ctx context.Context, emit func(Reading)) error
 }
 
