@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,9 +28,13 @@ type deviceRunner struct {
 
 	readings atomic.Uint64
 	failures atomic.Uint64
-	up       atomic.Bool
-	emitMu   sync.Mutex // readings of one device are numbered and published in order
-	buf      []byte
+	// commandsDropped counts commands refused because commandQueue were
+	// already waiting (shown as the device counter "commands_dropped").
+	commandsDropped atomic.Uint64
+	commander       atomic.Bool
+	up              atomic.Bool
+	emitMu          sync.Mutex // readings of one device are numbered and published in order
+	buf             []byte
 
 	errMu   sync.Mutex
 	lastErr string
@@ -146,12 +151,14 @@ func (d *deviceRunner) subscribeCommands(ctx context.Context, wg *sync.WaitGroup
 		select {
 		case q <- m:
 		default:
+			d.commandsDropped.Add(1)
 			d.log.Warn("command dropped: too many waiting", "topic", m.Topic, "queue", commandQueue)
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
+	d.commander.Store(true)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -177,7 +184,13 @@ func (d *deviceRunner) status() DeviceStatus {
 	d.errMu.Unlock()
 	s := DeviceStatus{Name: d.name, Type: d.typ, Readings: d.readings.Load(), Failures: d.failures.Load(), Up: d.up.Load(), LastError: last}
 	if c, ok := d.dev.(devices.Counter); ok {
-		s.Counters = c.Counters()
+		s.Counters = maps.Clone(c.Counters())
+	}
+	if d.commander.Load() {
+		if s.Counters == nil {
+			s.Counters = devices.Stats{}
+		}
+		s.Counters["commands_dropped"] = d.commandsDropped.Load()
 	}
 	return s
 }

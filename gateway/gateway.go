@@ -3,6 +3,28 @@
 // the order the data flows backwards: the outbox and local broker first, then
 // the bridge, then the devices; on shutdown the devices stop first and the
 // outbox is closed last, so nothing accepted is left half-written.
+//
+// Concurrency of device supervision and ops. Each device has one
+// supervisor goroutine (device.go) that runs the driver, turns a panic into
+// an error and restarts it with a backoff of 250 ms to 10 s; it blocks only
+// in the driver's Run and in that wait, and ends when its context does.
+// emit runs on the driver's goroutines under the device's own lock (its
+// readings are numbered and published in order): the clock stamp, the seq
+// store's write under that device's file lock (an fsync every 500
+// readings), the encoding, and Publish, which may block as the devices
+// package says; the device's busy heart is stale when one emit takes over
+// 60 s, unless the buffer is full under full_policy "block". A command
+// subscription's handler runs on the publisher's goroutine and only queues
+// (at most 16 per device; more are dropped, logged and counted as
+// commands_dropped); one goroutine per commandable device applies them in
+// order. The ops loops (ops.go: broker probe, STATUS=/WATCHDOG=1, SIGHUP)
+// and the HTTP server are goroutines startOps owns and its stop waits for
+// (the HTTP shutdown bounded to 2 s). Status, the HTTP handlers and the
+// metrics take Gateway.mu only to copy the component pointers and read
+// counters: they never wait for a device, the broker or the network (the
+// metrics read /proc and, at most once a minute, the certificates). A
+// reload runs on the SIGHUP goroutine and changes only the log level
+// (a slog.LevelVar).
 package gateway
 
 import (
