@@ -2,6 +2,10 @@
 // server certificate for the upstream Mosquitto and one client certificate
 // per gateway, with the classic mistakes made impossible (distinct subjects,
 // a subjectAltName for every name, keys readable by their owner only).
+//
+// Concurrency: plain functions with no shared state. They block on key
+// generation and on the disk; two of them must not write the same
+// directory at once (the CLI runs one at a time).
 package certs
 
 import (

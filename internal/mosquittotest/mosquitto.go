@@ -3,6 +3,11 @@
 // listener (require_certificate, use_identity_as_username), and stops it when
 // the test ends. It waits for the broker by polling its port, never by
 // sleeping a fixed time.
+//
+// Concurrency: Start blocks until the port answers or 10 s have passed;
+// Stop may be called from any goroutine, any number of times, and returns
+// within 5 s of SIGTERM (then SIGKILL). Log may be read while mosquitto is
+// still writing (syncbuf).
 package mosquittotest
 
 import (

@@ -3,6 +3,13 @@
 // every connection and refuse new ones), reset (RST), stall (stop moving
 // bytes while keeping the connections open) and restore. It listens on
 // loopback only.
+//
+// Concurrency: Cut, Reset, Stall, Restore and Close may be called from any
+// goroutine, while traffic flows. Each connection has two copying
+// goroutines; the proxy's mutex guards the connection set and the
+// down/stalled state and is never held while a goroutine reads, writes or
+// waits out a stall. Close closes every connection, ends any stall, and
+// waits for every goroutine.
 package netproxy
 
 import (

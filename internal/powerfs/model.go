@@ -19,6 +19,12 @@
 // Record keeps the sequence of operations so that a test can enumerate
 // every crash point of a workload (Replay, Materialise), in the style of
 // ALICE and SQLite's crash tests.
+//
+// Concurrency: every Model method takes the Model's one mutex, and the FUSE
+// server calls them from many goroutines at once; an operation and a
+// PowerCut never interleave, so a cut falls between two operations, never
+// inside one. Nothing blocks while holding it but memory work. Unmount
+// waits for the FUSE server to finish.
 package powerfs
 
 import (

@@ -7,6 +7,11 @@
 // A kind is a level and a message under one logger: records of the same
 // message from loggers made by different With calls (two devices) are
 // counted apart, so one noisy device does not silence another.
+//
+// Concurrency: Handle is safe from any goroutine. A handler and those made
+// from it by With share one mutex, held only to count; the wrapped handler
+// (and a due summary) is called after it is released, so a slow log sink
+// never holds up another goroutine's counting.
 package ratelog
 
 import (

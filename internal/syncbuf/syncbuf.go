@@ -1,6 +1,9 @@
 // Package syncbuf is a byte buffer that several goroutines may write to at
 // once while another reads it: the collected output of a child process or a
 // logger in tests, harnesses and the benchmark.
+//
+// Concurrency: every method takes the buffer's mutex for a copy, nothing
+// more, and is safe from any goroutine.
 package syncbuf
 
 import (

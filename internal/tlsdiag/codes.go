@@ -2,6 +2,12 @@
 // broker over TLS failed, and says what to do about it. Check runs the whole
 // path (dial, TLS handshake, MQTT CONNECT, CONNACK) for `edgegw tls-check`;
 // Explain turns any error the gateway's bridge meets into the same words.
+//
+// Concurrency: no shared state. Check and CheckWith block for the whole
+// probe (dial, handshake, CONNECT, CONNACK), each step bounded by its
+// timeout and all by ctx. Explain and Diagnose do no network I/O; to tell
+// some causes apart they read the configured certificate files again, so
+// they cost a few file reads, once per failed connection.
 package tlsdiag
 
 // Code is a stable name for a cause, for tests, metrics labels and scripts.

@@ -4,6 +4,12 @@
 //
 // Errors are typed (see errors.go) so that package tlsdiag can name the cause
 // of a failure in plain words without matching strings.
+//
+// Concurrency: loading blocks on file reads (and on decrypting an
+// encrypted key). A client configuration's certificate callback runs on
+// the handshake's goroutine: under its own mutex it stats the two files and
+// loads them again only when they changed, so it costs two stats per
+// handshake and never waits for the network.
 package tlsx
 
 import (

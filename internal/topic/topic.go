@@ -2,6 +2,8 @@
 // on: how a filter with + and # matches a topic name, and what makes a
 // filter valid. The bridge, the external-broker client and the ACL all use
 // this one copy.
+//
+// Concurrency: pure functions; safe from any goroutine, never blocking.
 package topic
 
 import (
