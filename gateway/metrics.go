@@ -156,7 +156,7 @@ func (g *Gateway) writeMetrics() []byte {
 	w.one("edgegw_broker_retained", "gauge", "Retained messages on the local broker.", float64(s.Broker.Retained))
 	w.one("edgegw_broker_inflight", "gauge", "QoS 1/2 exchanges in progress on the local broker.", float64(s.Broker.Inflight))
 	w.one("edgegw_broker_connections", "gauge", "Open network connections to the local broker ([broker] max_connections caps them).", float64(s.Broker.Connections))
-	w.family("edgegw_broker_clients_refused_total", "counter", "Local clients disconnected or refused by a [broker] limit or topic protection, by reason.")
+	w.family("edgegw_broker_clients_refused_total", "counter", "Local clients disconnected or refused by a [broker] limit, topic protection or the password file, by reason.")
 	for _, r := range []struct {
 		reason string
 		n      uint64
@@ -167,9 +167,11 @@ func (g *Gateway) writeMetrics() []byte {
 		{"max_connections", s.Broker.ConnectionsRefused},
 		{"forged_reading", s.Broker.ForgedReadings},
 		{"forged_command", s.Broker.ForgedCommands},
+		{"bad_credentials", s.Broker.AuthRefused},
 	} {
 		w.sample(float64(r.n), "reason", r.reason)
 	}
+	w.one("edgegw_broker_acl_denied_total", "counter", "Publishes, subscriptions and deliveries the [broker] acl_file denied.", float64(s.Broker.ACLDenied))
 
 	// Bridge and outbox.
 	if br := s.Bridge; br != nil {
