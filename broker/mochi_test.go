@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -27,7 +26,10 @@ func TestMochiVersion(t *testing.T) {
 	if !ok {
 		goTool, err := exec.LookPath("go")
 		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("no go command on PATH to build testdata/mochiversion: %v", err)
+			}
+			t.Skipf("no go command on PATH to build testdata/mochiversion (%v): put Go's bin directory on PATH to check the mochi version", err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
