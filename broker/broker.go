@@ -9,9 +9,9 @@
 // documented API is in mochi.go, which names the version it assumes; the
 // password file and ACL in broker/auth are plain Go, asked by the access
 // hook in protect.go). The one other importer is bridge, and only of
-// mochi's packets codec (bridge/wire.go, session.go): the upstream session
-// is our own client, encoding and decoding with the same code the embedded
-// broker runs. Nothing else imports mochi.
+// mochi's packets codec (wire.go, session.go, hooks.go and their tests):
+// the upstream session is our own client, encoding and decoding with the
+// same code the embedded broker runs. Nothing else imports mochi.
 //
 // The bridge sees what local clients publish through an Interceptor. For a
 // QoS 1 or 2 PUBLISH it wants, the broker holds back the PUBACK/PUBREC until
