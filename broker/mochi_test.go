@@ -24,13 +24,7 @@ import (
 func TestMochiVersion(t *testing.T) {
 	v, ok := buildInfoVersion(mochiPath)
 	if !ok {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("no go command on PATH to build testdata/mochiversion: %v", err)
-			}
-			t.Skipf("no go command on PATH to build testdata/mochiversion (%v): put Go's bin directory on PATH to check the mochi version", err)
-		}
+		goTool := goCommand(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, goTool, "run", "./testdata/mochiversion").Output()
@@ -49,6 +43,57 @@ func TestMochiVersion(t *testing.T) {
 }
 
 const mochiPath = "github.com/mochi-mqtt/server/v2"
+
+// goCommand is the go command, for tests that ask it about the module.
+func goCommand(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no go command on PATH: %v", err)
+		}
+		t.Skipf("no go command on PATH (%v): put Go's bin directory on PATH to run this check", err)
+	}
+	return goTool
+}
+
+// TestOnlyBrokerImportsMochi keeps the package doc true: broker imports
+// mochi's server, bridge only its packets codec, and no other package of
+// the module (tests included) imports mochi at all.
+func TestOnlyBrokerImportsMochi(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, goCommand(t), "list", "-f",
+		`{{.ImportPath}}{{range .Imports}} {{.}}{{end}}{{range .TestImports}} {{.}}{{end}}{{range .XTestImports}} {{.}}{{end}}`,
+		"github.com/edgegw/edgegw/...").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("go list: %v: %s", err, ee.Stderr)
+		}
+		t.Fatalf("go list: %v", err)
+	}
+	const mod = "github.com/edgegw/edgegw/"
+	allowed := map[string]func(imp string) bool{
+		mod + "broker": func(string) bool { return true },
+		mod + "bridge": func(imp string) bool { return imp == mochiPath+"/packets" },
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 10 {
+		t.Fatalf("go list named only %d packages:\n%s", len(lines), out)
+	}
+	for _, line := range lines {
+		f := strings.Fields(line)
+		for _, imp := range f[1:] {
+			if imp != mochiPath && !strings.HasPrefix(imp, mochiPath+"/") {
+				continue
+			}
+			if ok := allowed[f[0]]; ok == nil || !ok(imp) {
+				t.Errorf("%s imports %s: only broker may import mochi's server and bridge its packets codec (see the broker package doc)", f[0], imp)
+			}
+		}
+	}
+}
 
 // buildInfoVersion is the version of module path in this binary's build
 // information (false when it is not listed).
