@@ -27,7 +27,7 @@ import (
 //     establish function).
 //   - Client internals: the lock mochi holds while it writes to the
 //     connection, Closed, Net.Conn (the connection our listener handed to
-//     establish, so the acker writes through the guardConn and the auth
+//     establish, so the acker writes through the guardConn and the access
 //     hook finds the TLS state on it), Net.Inline, Net.Remote, ID,
 //     Properties.Username (which the access hook sets to the certificate's
 //     CN under use_identity_as_username), and State.Inflight for a
@@ -39,9 +39,10 @@ import (
 //     read a valid CONNECT, and again before each packet; it calls Close
 //     on the connection when the client ends; an OnPublish hook returning
 //     packets.ErrRejectPacket stops mochi from acknowledging or routing the
-//     message; its log lines carry whole packets (payloads, a CONNECT's
-//     password) or a will only under the attribute keys isMochiDumpKey
-//     names.
+//     message; an injected QoS 0 PUBLISH must carry no packet id; its log
+//     lines carry whole packets (payloads, a CONNECT's password) or a will
+//     only under the attribute keys isMochiDumpKey names (for "pk":
+//     TestMochiLogsNoPacketDumps).
 
 // mochiVersion is the release of github.com/mochi-mqtt/server/v2 this
 // adapter was written against. TestMochiVersion fails when go.mod names

@@ -375,6 +375,23 @@ func TestMochiAdapter(t *testing.T) {
 				t.Fatalf("oversized packets = %d, want 1", n)
 			}
 		}},
+		{"an injected PUBLISH (Deliver) reaches a network subscriber at QoS 0 and 1", func(t *testing.T) {
+			b := startBroker(t, Options{})
+			c := dialRaw(t, b)
+			c.send(connect311("d1")...)
+			c.expect("CONNACK", 0x20, []byte{0, 0})
+			c.send(subscribe(1, "cmd/#")...)
+			c.expect("SUBACK", 0x90, []byte{0, 1, 0})
+			if err := b.Deliver(Message{Topic: "cmd/a", Payload: []byte("0")}); err != nil {
+				t.Fatalf("QoS 0: %v", err)
+			}
+			c.expect("QoS 0 PUBLISH", 0x30, []byte{0, 5, 'c', 'm', 'd', '/', 'a', '0'})
+			// The subscription is QoS 0, so mochi sends the QoS 1 message at 0.
+			if err := b.Deliver(Message{Topic: "cmd/b", Payload: []byte("1"), QoS: 1}); err != nil {
+				t.Fatalf("QoS 1: %v", err)
+			}
+			c.expect("QoS 1 PUBLISH downgraded", 0x30, []byte{0, 5, 'c', 'm', 'd', '/', 'b', '1'})
+		}},
 		{"Topics.Subscribers sees network, shared and in-process subscriptions", func(t *testing.T) {
 			b := startBroker(t, Options{})
 			cancel, err := b.Subscribe("h/inline/#", func(Message) {})
