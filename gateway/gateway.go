@@ -10,8 +10,8 @@
 // in the driver's Run and in that wait, and ends when its context does.
 // emit runs on the driver's goroutines under the device's own lock (its
 // readings are numbered and published in order): the clock stamp, the seq
-// store's write under that device's file lock (an fsync every 500
-// readings), the encoding, and Publish, which may block as the devices
+// number (one write and fdatasync per block of 1000, under that device's
+// file lock only), the encoding, and Publish, which may block as the devices
 // package says; the device's busy heart is stale when one emit takes over
 // 60 s, unless the buffer is full under full_policy "block". A command
 // subscription's handler runs on the publisher's goroutine and only queues
