@@ -21,11 +21,11 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/edgegw/edgegw/bridge/deadletter"
 	"github.com/edgegw/edgegw/bridge/outbox"
 )
 
@@ -67,6 +67,9 @@ type Options struct {
 
 	Outbox *outbox.Outbox
 	QoS0   *outbox.Ring
+	// DeadLetter keeps the messages the server refuses for good (and those
+	// over its Maximum Packet Size); nil drops them with an Error log.
+	DeadLetter *deadletter.Store
 
 	// Deliver hands a message that came down to the local broker.
 	Deliver func(topic string, payload []byte, qos byte, retain bool) error
@@ -114,6 +117,24 @@ type Stats struct {
 	Outbox            outbox.Stats
 	QoS0Dropped       uint64
 	QoS0Queued        int
+	// Flaps counts sessions that went down soon after CONNACK (under 10 s)
+	// or without acknowledging anything they were sent.
+	Flaps uint64
+	// Window is the in-flight window of the current (or last) session:
+	// min(inflight, the server's Receive Maximum).
+	Window int
+	// TransientRefusals counts PUBACK/PUBREC refusals the session backed off
+	// from and resent (quota exceeded, server busy, …).
+	TransientRefusals uint64
+	// DeadLettered counts messages moved to the dead-letter store since
+	// start; DeadLetterDropped those refused for good that could not be kept
+	// (store full or none).
+	DeadLettered, DeadLetterDropped uint64
+	// DeadLetter is the store's state (nil without a store).
+	DeadLetter *deadletter.Stats
+	// QoS2Downgraded is set once the server answered a QoS 2 PUBLISH with
+	// PUBACK: QoS 2 rules are at-least-once on this broker.
+	QoS2Downgraded bool
 }
 
 // Bridge is the running bridge.
@@ -131,13 +152,27 @@ type Bridge struct {
 	duplicatesAvoided atomic.Uint64
 	refused           atomic.Uint64
 	inflightN         atomic.Int64
+	flaps             atomic.Uint64
+	window            atomic.Int64
+	transient         atomic.Uint64
+	deadLettered      atomic.Uint64
+	deadDropped       atomic.Uint64
+	qos2Downgraded    atomic.Bool
 
-	mu        sync.Mutex
-	lastErr   string
-	endpoint  string
-	maxSent   uint64 // highest seq that may have been sent before, for the DUP flag
-	acceptCtx context.Context
-	stop      context.CancelFunc
+	mu       sync.Mutex
+	lastErr  string
+	endpoint string
+	maxSent  uint64 // highest seq that may have been sent before, for the DUP flag
+	// assignedID is the client id the server assigned (MQTT 5), used on
+	// reconnects so the server finds its session again.
+	assignedID string
+	// transientSeq and transientN count transient refusals of one message
+	// in a row.
+	transientSeq uint64
+	transientN   int
+	causes       map[byte]bool // dead-letter causes logged at Warn already
+	acceptCtx    context.Context
+	stop         context.CancelFunc
 }
 
 // New makes a Bridge. Run starts the upstream session.
@@ -267,6 +302,16 @@ func (b *Bridge) Stats() Stats {
 		Refused:           b.refused.Load(),
 		LastError:         last,
 		Outbox:            b.o.Outbox.Stats(),
+		Flaps:             b.flaps.Load(),
+		Window:            int(b.window.Load()),
+		TransientRefusals: b.transient.Load(),
+		DeadLettered:      b.deadLettered.Load(),
+		DeadLetterDropped: b.deadDropped.Load(),
+		QoS2Downgraded:    b.qos2Downgraded.Load(),
+	}
+	if b.o.DeadLetter != nil {
+		ds := b.o.DeadLetter.Stats()
+		s.DeadLetter = &ds
 	}
 	if b.o.QoS0 != nil {
 		s.QoS0Dropped = b.o.QoS0.Dropped()
@@ -275,27 +320,23 @@ func (b *Bridge) Stats() Stats {
 	return s
 }
 
-// ErrRefused is a CONNACK refusal.
-type ErrRefused struct {
-	Code byte
-}
-
-func (e *ErrRefused) Error() string {
-	switch e.Code {
-	case 1, 0x84:
-		return "the server refused the connection: unacceptable protocol version"
-	case 2, 0x85:
-		return "the server refused the connection: client identifier rejected"
-	case 3, 0x88:
-		return "the server refused the connection: server unavailable"
-	case 4, 0x86:
-		return "the server refused the connection: bad user name or password"
-	case 5, 0x87:
-		return "the server refused the connection: not authorised"
+// firstOfCause reports whether a dead-letter cause is seen for the first
+// time since start (it is then logged at Warn, later ones at Debug).
+func (b *Bridge) firstOfCause(code byte) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.causes == nil {
+		b.causes = map[byte]bool{}
 	}
-	return "the server refused the connection with code " + strconv.Itoa(int(e.Code))
+	if b.causes[code] {
+		return false
+	}
+	b.causes[code] = true
+	return true
 }
 
-// ConnackCode is the CONNACK return (3.1.1) or reason (5) code; tlsdiag
-// recognises refusals by this method.
-func (e *ErrRefused) ConnackCode() byte { return e.Code }
+// setLinkUp tells the parts that care whether the upstream link is up.
+// This is the spot for the outbox memory tier's Outbox.SetLinkUp(bool)
+// (keep messages in memory while the link is up, spill when it goes down);
+// it is not on main yet.
+func (b *Bridge) setLinkUp(up bool) { _ = up }

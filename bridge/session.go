@@ -8,13 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/edgegw/edgegw/bridge/deadletter"
 	"github.com/edgegw/edgegw/bridge/outbox"
 )
 
@@ -23,12 +24,12 @@ const connectTimeout = 10 * time.Second
 
 // Run keeps the upstream session up until ctx ends: it connects to each
 // endpoint in turn, drains the outbox in order through a bounded in-flight
-// window, and after a failure waits a full-jitter backoff (a random time
-// between zero and a ceiling that doubles per failure up to BackoffMax), so a
-// fleet that lost the same broker does not come back in one wave, and a
+// window, and after a failure waits per the backoff policy (see backoff):
+// a link that was up and useful comes back at once, a link that flaps or a
+// broker that refuses us waits longer each time up to BackoffMax, and a
 // broken configuration never spins.
 func (b *Bridge) Run(ctx context.Context) error {
-	attempt := 0
+	bo := backoff{min: b.o.BackoffMin, max: b.o.BackoffMax}
 	lastCause := ""
 	downSince := time.Time{}
 	for i := 0; ; i++ {
@@ -36,40 +37,42 @@ func (b *Bridge) Run(ctx context.Context) error {
 		b.mu.Lock()
 		b.endpoint = ep.Addr
 		b.mu.Unlock()
-		connected, err := b.session(ctx, ep)
+		end := b.session(ctx, ep)
 		if ctx.Err() != nil {
 			return nil
 		}
-		cause := b.explain(err, ep.Addr)
+		cause := b.explain(end.err, ep.Addr, end.connected)
 		b.mu.Lock()
 		b.lastErr = cause
 		b.mu.Unlock()
-		if connected {
-			attempt = 0
+		k := end.kind()
+		wait := bo.next(k)
+		switch k {
+		case endStable:
 			b.linkDowns.Add(1)
 			downSince = time.Now()
-			b.log.Warn("upstream link down", "broker", ep.Addr, "cause", cause, "backlog", b.o.Outbox.Stats().Messages)
+			b.log.Warn("upstream link down", "broker", ep.Addr, "cause", cause, "up_for", end.up.Round(time.Millisecond), "backlog", b.o.Outbox.Stats().Messages)
 			lastCause = cause
-		} else {
+		case endFlap:
+			b.linkDowns.Add(1)
+			n := b.flaps.Add(1)
+			if downSince.IsZero() {
+				downSince = time.Now()
+			}
+			b.log.Warn("upstream link flapped: it went down soon after it came up; backing off", "broker", ep.Addr, "cause", cause,
+				"up_for", end.up.Round(time.Millisecond), "acknowledged_anything", end.acked, "flaps", n, "retry_in", wait.Round(time.Millisecond))
+			lastCause = cause
+		default:
 			b.connectFailures.Add(1)
 			if downSince.IsZero() {
 				downSince = time.Now()
 			}
 			if cause != lastCause {
-				b.log.Warn("cannot connect upstream", "broker", ep.Addr, "cause", cause)
+				b.log.Warn("cannot connect upstream", "broker", ep.Addr, "cause", cause, "retry_in", wait.Round(time.Millisecond))
 				lastCause = cause
 			} else {
-				b.log.Debug("still cannot connect upstream", "broker", ep.Addr, "attempt", attempt+1, "down_for", time.Since(downSince).Round(time.Second))
+				b.log.Debug("still cannot connect upstream", "broker", ep.Addr, "attempt", bo.attempt, "down_for", time.Since(downSince).Round(time.Second))
 			}
-			attempt++
-		}
-		ceiling := b.o.BackoffMin << min(attempt, 20)
-		if ceiling > b.o.BackoffMax || ceiling <= 0 {
-			ceiling = b.o.BackoffMax
-		}
-		wait := time.Duration(rand.Int64N(int64(ceiling) + 1))
-		if connected {
-			wait = min(wait, b.o.BackoffMin) // a link that was up comes back quickly
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -81,14 +84,24 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 }
 
-func (b *Bridge) explain(err error, addr string) string {
+// explain turns why a session ended into a sentence. Once CONNACK had
+// accepted us, TCP, TLS and MQTT all worked: the session's own error says
+// what happened, and the connection-level diagnosis (firewall, certificates,
+// "the port speaks plain MQTT") would send the operator the wrong way.
+func (b *Bridge) explain(err error, addr string, connected bool) string {
 	if err == nil {
 		return "closed"
 	}
-	if b.o.Explain != nil {
-		return b.o.Explain(err, addr)
+	var nc *ErrNoConnack
+	if connected || b.o.Explain == nil || errors.As(err, &nc) {
+		return err.Error()
 	}
-	return err.Error()
+	cause := b.o.Explain(err, addr)
+	var ref *ErrRefused
+	if errors.As(err, &ref) && ref.Reason != "" {
+		cause += fmt.Sprintf(" (the server said %q)", ref.Reason)
+	}
+	return cause
 }
 
 // conn is one live upstream connection.
@@ -105,39 +118,57 @@ type conn struct {
 	flushC  chan struct{}
 
 	imu      sync.Mutex
-	inflight map[uint16]uint64 // packet id -> outbox seq
-	slots    chan struct{}     // window: one token per message in flight
-	maxQoS   byte
+	inflight map[uint16]outbox.Message // packet id -> message
+	slots    chan struct{}             // window: one token per message in flight
+	lim      serverLimits
+
+	// relC hands PUBREL packet ids from the outbox committer (MarkReleased
+	// callbacks) to the releaser, which writes them: the committer must
+	// never wait on the network. Its capacity is the window, and each
+	// message in flight sends at most one PUBREL per session.
+	relC chan uint16
+
+	sentAny  atomic.Bool  // a QoS 1/2 PUBLISH or PUBREL went out
+	ackedAny atomic.Bool  // the server acknowledged one
+	lastAck  atomic.Int64 // unix nanos of the last acknowledgement (or of the first send after silence)
 
 	subacked chan struct{}
+	subID    uint16
 	pendRel  map[uint16]bool // inbound QoS 2 awaiting PUBREL
 
 	hooks // Will and OnConnect (hooks.go)
 }
 
-// session runs one connection. connected reports whether CONNACK accepted us.
-func (b *Bridge) session(ctx context.Context, ep Endpoint) (connected bool, err error) {
+// session runs one connection until it ends.
+func (b *Bridge) session(ctx context.Context, ep Endpoint) sessionEnd {
 	nc, err := b.dial(ctx, ep)
 	if err != nil {
-		return false, err
+		return sessionEnd{err: err}
 	}
 	defer nc.Close()
 	c := &conn{
 		b: b, nc: nc, br: bufio.NewReaderSize(nc, 32<<10), ver: b.o.Version,
 		bw: bufio.NewWriterSize(nc, 32<<10), flushC: make(chan struct{}, 1),
-		inflight: map[uint16]uint64{}, slots: make(chan struct{}, b.o.Inflight), maxQoS: 2,
+		inflight: map[uint16]outbox.Message{},
 		subacked: make(chan struct{}), pendRel: map[uint16]bool{},
 	}
 	present, err := c.handshake()
 	if err != nil {
-		return false, err
+		return sessionEnd{err: err}
 	}
+	upAt := time.Now()
+	window := min(b.o.Inflight, c.lim.receiveMax)
+	c.slots = make(chan struct{}, window)
+	c.relC = make(chan uint16, window)
 	b.connects.Add(1)
+	b.window.Store(int64(window))
 	b.linkUp.Store(true)
 	defer b.linkUp.Store(false)
 	defer b.inflightN.Store(0)
 	st := b.o.Outbox.Stats()
-	b.log.Info("upstream link up", "broker", ep.Addr, "session_present", present, "backlog", st.Messages, "backlog_bytes", st.Bytes)
+	b.log.Info("upstream link up", "broker", ep.Addr, "session_present", present, "backlog", st.Messages, "backlog_bytes", st.Bytes, "window", window)
+	b.setLinkUp(true)
+	defer b.setLinkUp(false)
 
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -158,6 +189,7 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) (connected bool, err 
 	run(c.reader)
 	run(c.flusher)
 	run(c.pinger)
+	run(c.releaser)
 	if err := c.subscribe(sctx); err != nil {
 		cancel(err)
 	} else if err := c.onConnect(sctx); err != nil {
@@ -177,13 +209,15 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) (connected bool, err 
 	// new messages go to disk until the next session is up.
 	b.o.Outbox.SetLinkUp(false)
 	wg.Wait()
+	end := sessionEnd{connected: true, up: time.Since(upAt), sent: c.sentAny.Load(), acked: c.ackedAny.Load()}
 	cause := context.Cause(sctx)
 	if errors.Is(cause, context.Canceled) && ctx.Err() != nil {
 		c.publishWill()
 		c.sendDisconnect()
-		return true, nil
+		return end
 	}
-	return true, cause
+	end.err = cause
+	return end
 }
 
 func (b *Bridge) dial(ctx context.Context, ep Endpoint) (net.Conn, error) {
@@ -228,9 +262,16 @@ func (b *Bridge) dial(ctx context.Context, ep Endpoint) (net.Conn, error) {
 	return tlsConn, nil
 }
 
-// handshake sends CONNECT and reads CONNACK.
+// handshake sends CONNECT and reads CONNACK, and takes the server's
+// limits from it (MQTT 5).
 func (c *conn) handshake() (sessionPresent bool, err error) {
 	o := &c.b.o
+	clientID := o.ClientID
+	c.b.mu.Lock()
+	if c.b.assignedID != "" {
+		clientID = c.b.assignedID // resume the session the server named
+	}
+	c.b.mu.Unlock()
 	pk := packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
 		ProtocolVersion: c.ver,
@@ -238,7 +279,7 @@ func (c *conn) handshake() (sessionPresent bool, err error) {
 			ProtocolName:     []byte("MQTT"),
 			Clean:            o.CleanSession,
 			Keepalive:        uint16(min(o.Keepalive/time.Second, 65535)),
-			ClientIdentifier: o.ClientID,
+			ClientIdentifier: clientID,
 		},
 	}
 	if c.ver == 5 && !o.CleanSession {
@@ -263,21 +304,21 @@ func (c *conn) handshake() (sessionPresent bool, err error) {
 	}
 	ack, err := readPacket(c.br, c.ver)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return false, fmt.Errorf("the server closed the connection before answering CONNECT: %w", err)
-		}
-		return false, err
+		return false, &ErrNoConnack{Version: c.ver, Err: err}
 	}
 	c.nc.SetDeadline(time.Time{})
 	if ack.FixedHeader.Type != packets.Connack {
-		return false, fmt.Errorf("the server answered CONNECT with %s instead of CONNACK", packetName(ack.FixedHeader.Type))
+		return false, &ErrNoConnack{Version: c.ver, Got: packetName(ack.FixedHeader.Type)}
 	}
 	if ack.ReasonCode != 0 {
-		return false, &ErrRefused{Code: ack.ReasonCode}
+		return false, &ErrRefused{Code: ack.ReasonCode, Version: c.ver, Reason: ack.Properties.ReasonString}
 	}
-	if c.ver == 5 && ack.Properties.MaximumQos < 2 && ack.Properties.MaximumQosFlag {
-		c.maxQoS = ack.Properties.MaximumQos
-		c.b.log.Warn("the upstream broker allows at most this QoS; QoS 2 messages are sent at that QoS (no exactly-once)", "maximum_qos", c.maxQoS)
+	c.lim = limitsOf(ack, c.ver, o.Keepalive)
+	c.lim.log(c.b.log, o)
+	if c.lim.assignedID != "" {
+		c.b.mu.Lock()
+		c.b.assignedID = c.lim.assignedID
+		c.b.mu.Unlock()
 	}
 	return ack.SessionPresent, nil
 }
@@ -314,7 +355,11 @@ func (c *conn) flush() error {
 	if c.bw.Buffered() == 0 {
 		return nil
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.b.o.Keepalive + connectTimeout))
+	ka := c.lim.keepalive
+	if ka <= 0 {
+		ka = c.b.o.Keepalive
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(ka + connectTimeout))
 	if err := c.bw.Flush(); err != nil {
 		c.werr = err
 		return err
@@ -337,17 +382,44 @@ func (c *conn) flusher(ctx context.Context) error {
 	}
 }
 
+// ackTimeout is how long messages may stay in flight with no acknowledgement
+// at all before the link counts as dead: a server that reads our PUBLISHes
+// and never answers them would otherwise hold them for ever while the link
+// looks up (MQTT resends only on a new connection).
+func (c *conn) ackTimeout() time.Duration { return 2*c.lim.keepalive + connectTimeout }
+
 // pinger sends PINGREQ every keepalive; the reader's deadline catches a dead
-// or stalled link after 1.5 keepalives with nothing received.
+// or stalled link after 1.5 keepalives with nothing received, and the pinger
+// a link that answers pings but acknowledges nothing (see ackTimeout).
 func (c *conn) pinger(ctx context.Context) error {
-	t := time.NewTicker(c.b.o.Keepalive)
+	t := time.NewTicker(c.lim.keepalive)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			c.imu.Lock()
+			n := len(c.inflight)
+			c.imu.Unlock()
+			if silent := time.Since(time.Unix(0, c.lastAck.Load())); n > 0 && silent > c.ackTimeout() {
+				return fmt.Errorf("the server acknowledged nothing for %s with %d messages in flight: the link is dead (it answers pings but not PUBLISH)", silent.Round(time.Second), n)
+			}
 			if err := c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// releaser writes the PUBRELs the outbox committer hands over in relC.
+func (c *conn) releaser(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case id := <-c.relC:
+			if err := c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: id}); err != nil {
 				return err
 			}
 		}
@@ -364,8 +436,10 @@ func (c *conn) sendDisconnect() {
 }
 
 // subscribe subscribes the remote filters of In rules and waits for SUBACK
-// before any PUBLISH goes out, so its packet identifier cannot collide with
-// a message in flight.
+// before any PUBLISH goes out. Its packet identifier is the one of the next
+// message never sent yet: a persistent session may still hold any message
+// that was sent and not completed (a QoS 2 message waiting for PUBREL under
+// its identifier), but not that one, and it is free again once SUBACK is in.
 func (c *conn) subscribe(ctx context.Context) error {
 	var subs packets.Subscriptions
 	for _, r := range c.b.o.Rules {
@@ -376,7 +450,10 @@ func (c *conn) subscribe(ctx context.Context) error {
 	if len(subs) == 0 {
 		return nil
 	}
-	if err := c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1, Filters: subs}); err != nil {
+	c.b.mu.Lock()
+	c.subID = pid(c.b.maxSent + 1)
+	c.b.mu.Unlock()
+	if err := c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: c.subID, Filters: subs}); err != nil {
 		return err
 	}
 	t := time.NewTimer(connectTimeout)
@@ -420,7 +497,15 @@ func (c *conn) sender(ctx context.Context) error {
 			}
 		}
 		id := pid(m.Seq)
-		q := min(m.QoS, c.maxQoS)
+		q := min(m.QoS, c.maxQoS())
+		if size := publishSize(m.Topic, m.Payload, q, c.ver); c.lim.maxPacket > 0 && size > int(c.lim.maxPacket) {
+			<-c.slots
+			cause := fmt.Sprintf("the message is %d bytes as a PUBLISH, over the server's Maximum Packet Size of %d bytes", size, c.lim.maxPacket)
+			if err := c.deadLetter(m, 0x95, cause); err != nil {
+				return err
+			}
+			continue
+		}
 		if q == 0 {
 			// Upstream allows no QoS 1/2 (MQTT 5 maximum QoS): best effort.
 			<-c.slots
@@ -430,10 +515,16 @@ func (c *conn) sender(ctx context.Context) error {
 			_ = b.o.Outbox.Ack(m.Seq)
 			continue
 		}
+		sent := m
+		sent.QoS = q
 		c.imu.Lock()
-		c.inflight[id] = m.Seq
+		if len(c.inflight) == 0 {
+			c.lastAck.Store(time.Now().UnixNano()) // the silence starts now
+		}
+		c.inflight[id] = sent
 		b.inflightN.Store(int64(len(c.inflight)))
 		c.imu.Unlock()
+		c.sentAny.Store(true)
 		if m.Released && q == 2 {
 			err = c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: id})
 		} else {
@@ -452,6 +543,14 @@ func (c *conn) sender(ctx context.Context) error {
 	}
 }
 
+// maxQoS is the highest QoS this session sends at.
+func (c *conn) maxQoS() byte {
+	if c.b.qos2Downgraded.Load() {
+		return min(c.lim.maxQoS, 1)
+	}
+	return c.lim.maxQoS
+}
+
 func publish(m outbox.Message, q byte, id uint16, dup bool) packets.Packet {
 	return packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: q, Retain: m.Retain, Dup: dup && q > 0},
@@ -468,6 +567,13 @@ func (c *conn) sendQoS0(ctx context.Context) error {
 		if err != nil {
 			return nil
 		}
+		if size := publishSize(m.Topic, m.Payload, 0, c.ver); c.lim.maxPacket > 0 && size > int(c.lim.maxPacket) {
+			cause := fmt.Sprintf("the message is %d bytes as a PUBLISH, over the server's Maximum Packet Size of %d bytes", size, c.lim.maxPacket)
+			if err := c.deadLetter(m, 0x95, cause); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := c.write(publish(m, 0, 0, false)); err != nil {
 			return err
 		}
@@ -475,30 +581,103 @@ func (c *conn) sendQoS0(ctx context.Context) error {
 	}
 }
 
-// done completes a message in flight: the upstream broker has it.
-func (c *conn) done(id uint16) {
+// take removes a message from the window: the server answered it.
+func (c *conn) take(id uint16) (outbox.Message, bool) {
 	c.imu.Lock()
-	seq, ok := c.inflight[id]
+	m, ok := c.inflight[id]
 	if ok {
 		delete(c.inflight, id)
 		c.b.inflightN.Store(int64(len(c.inflight)))
+		c.lastAck.Store(time.Now().UnixNano())
 	}
 	c.imu.Unlock()
+	if ok {
+		c.ackedAny.Store(true)
+		<-c.slots
+	}
+	return m, ok
+}
+
+// done completes a message in flight: the upstream broker has it.
+func (c *conn) done(id uint16) {
+	m, ok := c.take(id)
 	if !ok {
 		c.b.log.Debug("acknowledgement for a packet identifier not in flight", "id", id)
 		return
 	}
-	if err := c.b.o.Outbox.Ack(seq); err != nil {
-		c.b.log.Warn("outbox ack failed", "seq", seq, "error", err)
+	if err := c.b.o.Outbox.Ack(m.Seq); err != nil {
+		c.b.log.Warn("outbox ack failed", "seq", m.Seq, "error", err)
 	}
 	c.b.acked.Add(1)
-	<-c.slots
+}
+
+// refused handles a PUBACK or PUBREC with a reason code of 0x80 or more.
+// A permanent refusal moves the message to the dead-letter store and the
+// window goes on; a transient one ends the session so that, after a backoff,
+// the same message is sent again first (the messages behind it that were
+// already in flight may have been accepted meanwhile: per-topic order holds
+// for everything not yet sent). A message refused transiently
+// maxTransientRefusals times in a row is treated as refused for good.
+func (c *conn) refused(id uint16, code byte, reason string) error {
+	b := c.b
+	m, ok := c.take(id)
+	if !ok {
+		return nil
+	}
+	what := reasonText(code, reason)
+	if !permanentRefusal(code) {
+		b.mu.Lock()
+		if b.transientSeq != m.Seq {
+			b.transientSeq, b.transientN = m.Seq, 0
+		}
+		b.transientN++
+		n := b.transientN
+		b.mu.Unlock()
+		b.transient.Add(1)
+		if n < maxTransientRefusals {
+			return fmt.Errorf("the server refused a message for now (%s, on %s); backing off to send it again", what, m.Topic)
+		}
+		what = fmt.Sprintf("%s, %d times in a row", what, n)
+	}
+	return c.deadLetter(m, code, "the server refused it: "+what)
+}
+
+// deadLetter moves a message the server will not take to the dead-letter
+// store and acknowledges it in the outbox, so the messages behind it go on.
+// If the store cannot take it (full, or none configured) it is dropped,
+// counted and logged at Error; if the store fails, the session ends and the
+// message stays in the outbox.
+func (c *conn) deadLetter(m outbox.Message, code byte, cause string) error {
+	b := c.b
+	attrs := []any{"topic", m.Topic, "qos", m.QoS, "bytes", len(m.Payload), "cause", cause}
+	if b.o.DeadLetter == nil {
+		b.deadDropped.Add(1)
+		b.log.Error("the upstream broker will not take a message and there is no dead-letter store: dropped", attrs...)
+	} else if id, err := b.o.DeadLetter.Add(deadletter.Entry{Code: code, Cause: cause, Topic: m.Topic, QoS: m.QoS, Retain: m.Retain, Payload: m.Payload}); errors.Is(err, deadletter.ErrFull) {
+		b.deadDropped.Add(1)
+		b.log.Error("the upstream broker will not take a message and the dead-letter store is full: dropped", append(attrs, "error", err)...)
+	} else if err != nil {
+		return fmt.Errorf("dead-letter store: %w", err)
+	} else {
+		b.deadLettered.Add(1)
+		if b.firstOfCause(code) {
+			b.log.Warn("the upstream broker will not take a message; it is kept in the dead-letter store and the messages behind it go on (edgegw deadletter list; later ones of this cause are logged at debug)", append(attrs, "deadletter_id", id)...)
+		} else {
+			b.log.Debug("message moved to the dead-letter store", append(attrs, "deadletter_id", id)...)
+		}
+	}
+	if m.QoS > 0 {
+		if err := b.o.Outbox.Ack(m.Seq); err != nil {
+			b.log.Warn("outbox ack failed", "seq", m.Seq, "error", err)
+		}
+	}
+	return nil
 }
 
 // reader handles everything the server sends.
 func (c *conn) reader(ctx context.Context) error {
 	b := c.b
-	idle := b.o.Keepalive + b.o.Keepalive/2
+	idle := c.lim.keepalive + c.lim.keepalive/2
 	for {
 		c.nc.SetReadDeadline(time.Now().Add(idle))
 		pk, err := readPacket(c.br, c.ver)
@@ -508,42 +687,69 @@ func (c *conn) reader(ctx context.Context) error {
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return fmt.Errorf("nothing heard from the server for %s (keepalive %s): the link is stalled", idle, b.o.Keepalive)
+				return fmt.Errorf("nothing heard from the server for %s (keepalive %s): the link is stalled", idle, c.lim.keepalive)
 			}
 			if errors.Is(err, io.EOF) {
-				return errors.New("the server closed the connection")
+				return errors.New("the server closed the connection (without a DISCONNECT saying why)")
 			}
 			return fmt.Errorf("read: %w", err)
 		}
 		switch pk.FixedHeader.Type {
-		case packets.Puback, packets.Pubcomp:
-			if !c.hookAcked(pk) {
-				c.done(pk.PacketID)
-			}
-		case packets.Pubrec:
-			c.imu.Lock()
-			seq, ok := c.inflight[pk.PacketID]
-			c.imu.Unlock()
-			if !ok {
-				// Not ours any more (completed before a crash): release it.
-				_ = c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: pk.PacketID})
+		case packets.Puback:
+			if c.hookAcked(pk) {
 				continue
 			}
 			if c.ver == 5 && pk.ReasonCode >= 0x80 {
-				b.log.Warn("the upstream broker refused a message", "topic_seq", seq, "reason", pk.ReasonCode)
-				c.done(pk.PacketID)
+				if err := c.refused(pk.PacketID, pk.ReasonCode, pk.Properties.ReasonString); err != nil {
+					return err
+				}
+				continue
+			}
+			c.imu.Lock()
+			m, ok := c.inflight[pk.PacketID]
+			c.imu.Unlock()
+			if ok && m.QoS == 2 {
+				c.qos2Downgrade()
+			}
+			c.done(pk.PacketID)
+		case packets.Pubcomp:
+			c.done(pk.PacketID)
+		case packets.Pubrec:
+			c.imu.Lock()
+			m, ok := c.inflight[pk.PacketID]
+			c.imu.Unlock()
+			if !ok {
+				// Not ours any more (completed before a crash): release it.
+				if err := c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: pk.PacketID}); err != nil {
+					return err
+				}
+				continue
+			}
+			if c.ver == 5 && pk.ReasonCode >= 0x80 {
+				if err := c.refused(pk.PacketID, pk.ReasonCode, pk.Properties.ReasonString); err != nil {
+					return err
+				}
 				continue
 			}
 			id := pk.PacketID
+			relC := c.relC
 			// PUBREL only once "PUBREC received" is on disk: after a crash we
 			// then resend PUBREL, never a PUBLISH the broker has completed.
-			b.o.Outbox.MarkReleased(seq, func(err error) {
+			// The callback runs on the outbox committer: it hands the PUBREL
+			// to the releaser and never touches the network itself.
+			b.o.Outbox.MarkReleased(m.Seq, func(err error) {
 				if err != nil {
 					b.log.Error("outbox cannot record PUBREC; closing the link", "error", err)
 					c.nc.Close()
 					return
 				}
-				_ = c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: id})
+				select {
+				case relC <- id:
+				default:
+					// Cannot happen (one PUBREL per message in the window);
+					// the PUBREL goes out on the next session instead.
+					c.nc.Close()
+				}
 			})
 		case packets.Publish:
 			if err := c.incoming(pk); err != nil {
@@ -555,11 +761,11 @@ func (c *conn) reader(ctx context.Context) error {
 				return err
 			}
 		case packets.Suback:
-			for _, rc := range pk.ReasonCodes {
-				if rc >= 0x80 {
-					b.log.Warn("the upstream broker refused a subscription of an \"in\" rule (check its ACL for this client)", "code", rc)
-				}
+			if pk.PacketID != c.subID {
+				b.log.Debug("SUBACK for a packet identifier we did not subscribe with", "id", pk.PacketID)
+				continue
 			}
+			c.checkSuback(pk)
 			select {
 			case <-c.subacked:
 			default:
@@ -567,10 +773,45 @@ func (c *conn) reader(ctx context.Context) error {
 			}
 		case packets.Pingresp:
 		case packets.Disconnect:
-			return fmt.Errorf("the server sent DISCONNECT (reason 0x%02x)", pk.ReasonCode)
+			return fmt.Errorf("the server ended the session with DISCONNECT: %s", reasonText(pk.ReasonCode, pk.Properties.ReasonString))
 		default:
 			b.log.Debug("ignored packet from upstream", "type", packetName(pk.FixedHeader.Type))
 		}
+	}
+}
+
+// checkSuback warns about refused subscriptions and about a QoS granted
+// below what the rule asked: messages coming down then have at most that
+// QoS (a QoS 2 rule is not exactly-once any more).
+func (c *conn) checkSuback(pk packets.Packet) {
+	var in []Rule
+	for _, r := range c.b.o.Rules {
+		if r.Direction&In != 0 {
+			in = append(in, r)
+		}
+	}
+	for i, rc := range pk.ReasonCodes {
+		filter := ""
+		var want byte
+		if i < len(in) {
+			filter, want = in[i].remoteFilter(), in[i].QoS
+		}
+		switch {
+		case rc >= 0x80:
+			c.b.log.Warn("the upstream broker refused a subscription of an \"in\" rule (check its ACL for this client)", "filter", filter, "code", fmt.Sprintf("0x%02x", rc))
+		case rc < want:
+			c.b.log.Warn("the upstream broker granted a lower QoS than the \"in\" rule asks: messages coming down arrive at most at the granted QoS (QoS 2 asked, 1 granted: no exactly-once from the broker)", "filter", filter, "asked", want, "granted", rc)
+		}
+	}
+}
+
+// qos2Downgrade handles a PUBACK to a QoS 2 PUBLISH: the broker does not do
+// QoS 2 (RabbitMQ treats it as QoS 1). The message counts as delivered, at
+// least once. From now on QoS 2 messages go at QoS 1, and the log says
+// once what that means.
+func (c *conn) qos2Downgrade() {
+	if c.b.qos2Downgraded.CompareAndSwap(false, true) {
+		c.b.log.Warn("the upstream broker answered a QoS 2 PUBLISH with PUBACK: it does not do exactly-once (QoS 2) delivery, so QoS 2 rules are delivered at least once from now on and may duplicate after a link cut; use a broker with QoS 2, or accept and deduplicate by seq upstream")
 	}
 }
 

@@ -24,14 +24,14 @@ func readPacket(r *bufio.Reader, version byte) (packets.Packet, error) {
 		return pk, err
 	}
 	if err := pk.FixedHeader.Decode(hb); err != nil {
-		return pk, fmt.Errorf("bad packet header byte 0x%02x: %w", hb, err)
+		return pk, &errMalformed{fmt.Sprintf("bad packet header byte 0x%02x: %v", hb, err)}
 	}
 	n, _, err := packets.DecodeLength(r)
 	if err != nil {
-		return pk, fmt.Errorf("bad packet length: %w", err)
+		return pk, &errMalformed{fmt.Sprintf("bad packet length: %v", err)}
 	}
 	if n > maxPacket {
-		return pk, fmt.Errorf("packet of %d bytes is over the %d byte limit", n, maxPacket)
+		return pk, &errMalformed{fmt.Sprintf("packet of %d bytes is over the %d byte limit", n, maxPacket)}
 	}
 	pk.FixedHeader.Remaining = n
 	pk.ProtocolVersion = version
@@ -63,7 +63,7 @@ func readPacket(r *bufio.Reader, version byte) (packets.Packet, error) {
 		err = fmt.Errorf("unexpected packet type %d from the server", pk.FixedHeader.Type)
 	}
 	if err != nil {
-		return pk, fmt.Errorf("malformed %s packet: %w", packetName(pk.FixedHeader.Type), err)
+		return pk, &errMalformed{fmt.Sprintf("malformed %s packet: %v", packetName(pk.FixedHeader.Type), err)}
 	}
 	return pk, nil
 }
@@ -91,6 +91,23 @@ func encode(buf *bytes.Buffer, pk packets.Packet) error {
 		return pk.DisconnectEncode(buf)
 	}
 	return fmt.Errorf("cannot encode packet type %d", pk.FixedHeader.Type)
+}
+
+// publishSize is the encoded size of a PUBLISH of m at QoS q, to hold it
+// against the server's Maximum Packet Size before sending.
+func publishSize(topic string, payload []byte, q, version byte) int {
+	n := 2 + len(topic) + len(payload)
+	if q > 0 {
+		n += 2
+	}
+	if version == 5 {
+		n++ // property length 0: we send no properties on PUBLISH
+	}
+	hdr := 2
+	for l := n >> 7; l > 0; l >>= 7 {
+		hdr++
+	}
+	return hdr + n
 }
 
 func packetName(t byte) string {

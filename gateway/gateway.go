@@ -40,6 +40,7 @@ import (
 
 	"github.com/edgegw/edgegw/boards"
 	"github.com/edgegw/edgegw/bridge"
+	"github.com/edgegw/edgegw/bridge/deadletter"
 	"github.com/edgegw/edgegw/bridge/outbox"
 	"github.com/edgegw/edgegw/broker"
 	"github.com/edgegw/edgegw/devices"
@@ -199,6 +200,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	// The outbox first: the broker hands it messages as soon as it listens.
 	var ob *outbox.Outbox
 	var ring *outbox.Ring
+	var dl *deadletter.Store
 	if cfg.Upstream != nil {
 		full, _ := outbox.ParseFullPolicy(cfg.Buffer.FullPolicy)
 		fs, _ := outbox.ParseFsyncMode(cfg.Buffer.Fsync)
@@ -228,6 +230,17 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		st := ob.Stats()
 		log.Info("outbox open", "backlog", st.Messages, "backlog_bytes", st.Bytes, "took", time.Since(start).Round(time.Millisecond))
 		ring = outbox.NewRing(int(cfg.Buffer.QoS0MaxBytes.Bytes))
+		dl, err = deadletter.Open(deadletter.Options{Dir: DeadLetterDir(cfg.Gateway.DataDir)})
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		defer dl.Close()
+		if d := dl.Damaged(); d != "" {
+			log.Error("the dead-letter store had a damaged record; the entries before it are kept and the damaged file is kept aside", "file", d)
+		}
+		if n := dl.Stats().Entries; n > 0 {
+			log.Warn("messages the upstream broker refused are waiting in the dead-letter store (edgegw deadletter list)", "entries", n)
+		}
 	}
 
 	bk, err := g.newLocalBroker()
@@ -271,6 +284,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			Dial:         beatDialer(g.ops.bridgeHeart),
 			Outbox:       ob,
 			QoS0:         ring,
+			DeadLetter:   dl,
 			Deliver: func(topic string, payload []byte, qos byte, retain bool) error {
 				return bk.Deliver(broker.Message{Topic: topic, Payload: payload, QoS: qos, Retain: retain})
 			},
@@ -315,6 +329,11 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		go func() {
 			defer wg.Done()
 			_ = br.Run(bctx)
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serveDeadLetters(bctx, dl, ob, log.With("component", "deadletter"))
 		}()
 		if cfg.Upstream.TLS != nil {
 			wg.Add(1)

@@ -120,6 +120,13 @@ type UpstreamDoc struct {
 	InMemory    uint64            `json:"memory_messages"`
 	MemoryAcked uint64            `json:"memory_acked"`
 	ToDisk      map[string]uint64 `json:"to_disk,omitempty"`
+	Flaps       uint64            `json:"flaps"`
+	Window      int               `json:"window"`
+	// DeadLetters is how many refused messages the dead-letter store holds;
+	// DeadLetterDropped those refused for good that could not be kept.
+	DeadLetters       int    `json:"dead_letters"`
+	DeadLetterDropped uint64 `json:"dead_letter_dropped,omitempty"`
+	QoS2Downgraded    bool   `json:"qos2_downgraded,omitempty"`
 }
 
 // CertDoc is one certificate's expiry in StatusDoc.
@@ -149,7 +156,11 @@ func (g *Gateway) statusDoc() StatusDoc {
 		doc.Upstream = &UpstreamDoc{LinkUp: br.LinkUp, Endpoint: br.Endpoint, LastError: br.LastError, Connects: br.Connects,
 			ConnectFailures: br.ConnectFailures, Inflight: br.Inflight, Acked: br.Acked, BacklogMessages: br.Outbox.Messages,
 			BacklogBytes: br.Outbox.Bytes, OldestAgeSeconds: br.Outbox.OldestAge.Seconds(), Dropped: br.Outbox.Dropped, QoS0Dropped: br.QoS0Dropped,
-			InMemory: br.Outbox.InMemory, MemoryAcked: br.Outbox.MemoryAcked, ToDisk: br.Outbox.ToDisk}
+			InMemory: br.Outbox.InMemory, MemoryAcked: br.Outbox.MemoryAcked, ToDisk: br.Outbox.ToDisk,
+			Flaps: br.Flaps, Window: br.Window, DeadLetterDropped: br.DeadLetterDropped, QoS2Downgraded: br.QoS2Downgraded}
+		if br.DeadLetter != nil {
+			doc.Upstream.DeadLetters = br.DeadLetter.Entries
+		}
 	}
 	if g.cfg.Upstream != nil && g.cfg.Upstream.TLS != nil {
 		certs, _ := o.certs.get(g.tlsOpts)

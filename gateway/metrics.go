@@ -188,6 +188,14 @@ func (g *Gateway) writeMetrics() []byte {
 		w.one("edgegw_bridge_duplicates_avoided_total", "counter", "QoS 2 resends from local publishers recognised as already stored.", float64(br.DuplicatesAvoided))
 		w.one("edgegw_bridge_qos0_dropped_total", "counter", "QoS 0 messages dropped from the memory ring (full during an outage).", float64(br.QoS0Dropped))
 		w.one("edgegw_bridge_qos0_queued", "gauge", "QoS 0 messages waiting in memory.", float64(br.QoS0Queued))
+		w.one("edgegw_bridge_flaps_total", "counter", "Upstream sessions that went down within 10 s of CONNACK or without acknowledging anything (the backoff keeps growing).", float64(br.Flaps))
+		w.one("edgegw_bridge_window", "gauge", "In-flight window of the upstream session: min(inflight, the server's Receive Maximum).", float64(br.Window))
+		w.one("edgegw_bridge_transient_refusals_total", "counter", "Messages the upstream broker refused for now (quota exceeded, busy), backed off and resent.", float64(br.TransientRefusals))
+		w.one("edgegw_bridge_dead_lettered_total", "counter", "Messages the upstream broker refused for good, moved to the dead-letter store.", float64(br.DeadLettered))
+		w.one("edgegw_bridge_dead_letter_dropped_total", "counter", "Messages refused for good that the dead-letter store could not keep (full).", float64(br.DeadLetterDropped))
+		if br.DeadLetter != nil {
+			w.one("edgegw_bridge_dead_letters", "gauge", "Messages held in the dead-letter store.", float64(br.DeadLetter.Entries))
+		}
 		ob := br.Outbox
 		w.one("edgegw_outbox_messages", "gauge", "Backlog: messages not yet acknowledged upstream (on disk, queued for it, or in memory; see edgegw_outbox_memory_messages).", float64(ob.Messages))
 		w.one("edgegw_outbox_bytes", "gauge", "Backlog: bytes of outbox segment files on disk.", float64(ob.Bytes))

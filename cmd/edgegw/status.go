@@ -109,7 +109,7 @@ func printStatus(w io.Writer, d gateway.StatusDoc) {
 		} else {
 			fmt.Fprintf(w, "upstream: DOWN, %s: %s\n", u.Endpoint, u.LastError)
 		}
-		fmt.Fprintf(w, "  backlog: %d messages, %d bytes, oldest %.0fs; in flight %d; acked %d\n", u.BacklogMessages, u.BacklogBytes, u.OldestAgeSeconds, u.Inflight, u.Acked)
+		fmt.Fprintf(w, "  backlog: %d messages, %d bytes, oldest %.0fs; in flight %d of %d; acked %d\n", u.BacklogMessages, u.BacklogBytes, u.OldestAgeSeconds, u.Inflight, u.Window, u.Acked)
 		var toDisk []string
 		for r, n := range u.ToDisk {
 			if n > 0 {
@@ -121,6 +121,19 @@ func printStatus(w io.Writer, d gateway.StatusDoc) {
 			toDisk = []string{"none"}
 		}
 		fmt.Fprintf(w, "  memory: %d waiting for upstream, %d acked from memory (never written); written to disk: %s\n", u.InMemory, u.MemoryAcked, strings.Join(toDisk, ", "))
+		if u.Flaps > 0 {
+			fmt.Fprintf(w, "  flaps: %d (sessions that went down soon after they came up)\n", u.Flaps)
+		}
+		if u.DeadLetters > 0 || u.DeadLetterDropped > 0 {
+			fmt.Fprintf(w, "  dead letters: %d held (refused by the broker for good; edgegw deadletter list)", u.DeadLetters)
+			if u.DeadLetterDropped > 0 {
+				fmt.Fprintf(w, ", %d DROPPED (store full)", u.DeadLetterDropped)
+			}
+			fmt.Fprintln(w)
+		}
+		if u.QoS2Downgraded {
+			fmt.Fprintln(w, "  QoS 2: the broker does not do exactly-once; QoS 2 rules are delivered at least once")
+		}
 		var drops []string
 		for r, n := range u.Dropped {
 			if n > 0 {
