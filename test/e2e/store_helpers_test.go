@@ -128,12 +128,15 @@ func subscribeSeqs(t testing.TB, f certs.Files, addr string, qos byte) *seqSub {
 	return s
 }
 
-func (s *seqSub) handle(_ paho.Client, m paho.Message) {
+func (s *seqSub) handle(_ paho.Client, m paho.Message) { s.record(m.Topic(), m.Payload()) }
+
+// record notes one message that arrived.
+func (s *seqSub) record(topic string, payload []byte) {
 	s.mu.Lock()
-	if local, ok := strings.CutPrefix(m.Topic(), remotePrefix); ok && strings.HasPrefix(local, "marker/") {
+	if local, ok := strings.CutPrefix(topic, remotePrefix); ok && strings.HasPrefix(local, "marker/") {
 		s.mark[local] = true
-	} else if name, seq, err := parsePayload(m.Payload()); err != nil || !ok || "readings/"+name != local {
-		s.bad = append(s.bad, fmt.Sprintf("%s %q", m.Topic(), m.Payload()))
+	} else if name, seq, err := parsePayload(payload); err != nil || !ok || "readings/"+name != local {
+		s.bad = append(s.bad, fmt.Sprintf("%s %q", topic, payload))
 	} else {
 		s.got[local] = append(s.got[local], seq)
 	}
