@@ -176,5 +176,9 @@ func (s *Server) Stop() {
 	})
 }
 
+// Reload sends SIGHUP: mosquitto rereads the options that allow it (the
+// acl_file, the password_file, …).
+func (s *Server) Reload() error { return s.cmd.Process.Signal(syscall.SIGHUP) }
+
 // Log is everything mosquitto printed.
 func (s *Server) Log() string { return s.out.String() }
