@@ -63,6 +63,13 @@ type Options struct {
 	ReplayRate int // messages per second upstream, 0 = no cap
 	BackoffMin time.Duration
 	BackoffMax time.Duration
+	// ConnectTimeout bounds dialing, TLS and waiting for CONNACK (default
+	// 10 s).
+	ConnectTimeout time.Duration
+	// AckTimeout is how long messages may sit in flight with no
+	// acknowledgement at all before the link counts as dead (default two
+	// keepalives plus ConnectTimeout).
+	AckTimeout time.Duration
 	Rules      []Rule
 
 	Outbox *outbox.Outbox
@@ -185,6 +192,9 @@ func New(o Options) *Bridge {
 	}
 	if o.Version == 0 {
 		o.Version = 4
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = defaultConnectTimeout
 	}
 	if o.Inflight <= 0 {
 		o.Inflight = 1024

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"time"
 )
 
 // ErrRefused is a CONNACK refusal.
@@ -49,9 +50,10 @@ func (e *ErrRefused) ConnackCode() byte { return e.Code }
 // server did not answer CONNECT with a CONNACK: it closed, sent something
 // else, or nothing within the connect timeout.
 type ErrNoConnack struct {
-	Version byte   // the protocol level we spoke
-	Got     string // the packet received instead, if any
-	Err     error  // the read error, if any
+	Version byte          // the protocol level we spoke
+	Got     string        // the packet received instead, if any
+	Err     error         // the read error, if any
+	Waited  time.Duration // how long we waited for CONNACK
 }
 
 func (e *ErrNoConnack) Error() string {
@@ -62,7 +64,7 @@ func (e *ErrNoConnack) Error() string {
 	case e.Got != "":
 		what = "answered our MQTT CONNECT with " + e.Got + " instead of CONNACK"
 	case errors.As(e.Err, &ne) && ne.Timeout():
-		what = fmt.Sprintf("did not answer our MQTT CONNECT within %s", connectTimeout)
+		what = fmt.Sprintf("did not answer our MQTT CONNECT within %s", e.Waited)
 	case errors.As(e.Err, &pe):
 		what = "answered our MQTT CONNECT with bytes that are not MQTT (" + pe.Error() + ")"
 	case errors.Is(e.Err, io.EOF) || errors.Is(e.Err, io.ErrUnexpectedEOF):

@@ -109,7 +109,7 @@ func (c *conn) onConnect(ctx context.Context) error {
 		if ack == nil {
 			return nil
 		}
-		t := time.NewTimer(connectTimeout)
+		t := time.NewTimer(c.b.o.ConnectTimeout)
 		defer t.Stop()
 		select {
 		case <-ack:
@@ -117,7 +117,7 @@ func (c *conn) onConnect(ctx context.Context) error {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-t.C:
-			err := fmt.Errorf("bridge: no PUBACK within %s for %s", connectTimeout, topic)
+			err := fmt.Errorf("bridge: no PUBACK within %s for %s", c.b.o.ConnectTimeout, topic)
 			mu.Lock()
 			pubErr = err
 			mu.Unlock()

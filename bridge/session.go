@@ -19,8 +19,9 @@ import (
 	"github.com/edgegw/edgegw/bridge/outbox"
 )
 
-// connectTimeout bounds dialing, the TLS handshake and waiting for CONNACK.
-const connectTimeout = 10 * time.Second
+// defaultConnectTimeout bounds dialing, the TLS handshake and waiting for
+// CONNACK (and SUBACK) unless Options.ConnectTimeout says otherwise.
+const defaultConnectTimeout = 10 * time.Second
 
 // Run keeps the upstream session up until ctx ends: it connects to each
 // endpoint in turn, drains the outbox in order through a bounded in-flight
@@ -221,7 +222,7 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) sessionEnd {
 }
 
 func (b *Bridge) dial(ctx context.Context, ep Endpoint) (net.Conn, error) {
-	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	dctx, cancel := context.WithTimeout(ctx, b.o.ConnectTimeout)
 	defer cancel()
 	var nc net.Conn
 	var err error
@@ -295,7 +296,7 @@ func (c *conn) handshake() (sessionPresent bool, err error) {
 		pk.Connect.Password = o.Password
 	}
 	c.setWill(&pk)
-	c.nc.SetDeadline(time.Now().Add(connectTimeout))
+	c.nc.SetDeadline(time.Now().Add(o.ConnectTimeout))
 	if err := c.write(pk); err != nil {
 		return false, err
 	}
@@ -304,7 +305,7 @@ func (c *conn) handshake() (sessionPresent bool, err error) {
 	}
 	ack, err := readPacket(c.br, c.ver)
 	if err != nil {
-		return false, &ErrNoConnack{Version: c.ver, Err: err}
+		return false, &ErrNoConnack{Version: c.ver, Err: err, Waited: o.ConnectTimeout}
 	}
 	c.nc.SetDeadline(time.Time{})
 	if ack.FixedHeader.Type != packets.Connack {
@@ -359,7 +360,7 @@ func (c *conn) flush() error {
 	if ka <= 0 {
 		ka = c.b.o.Keepalive
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(ka + connectTimeout))
+	c.nc.SetWriteDeadline(time.Now().Add(ka + c.b.o.ConnectTimeout))
 	if err := c.bw.Flush(); err != nil {
 		c.werr = err
 		return err
@@ -385,8 +386,14 @@ func (c *conn) flusher(ctx context.Context) error {
 // ackTimeout is how long messages may stay in flight with no acknowledgement
 // at all before the link counts as dead: a server that reads our PUBLISHes
 // and never answers them would otherwise hold them for ever while the link
-// looks up (MQTT resends only on a new connection).
-func (c *conn) ackTimeout() time.Duration { return 2*c.lim.keepalive + connectTimeout }
+// looks up (MQTT resends only on a new connection). Default: two keepalives
+// plus the connect timeout (70 s with the default 30 s keepalive).
+func (c *conn) ackTimeout() time.Duration {
+	if c.b.o.AckTimeout > 0 {
+		return c.b.o.AckTimeout
+	}
+	return 2*c.lim.keepalive + c.b.o.ConnectTimeout
+}
 
 // pinger sends PINGREQ every keepalive; the reader's deadline catches a dead
 // or stalled link after 1.5 keepalives with nothing received, and the pinger
@@ -456,7 +463,7 @@ func (c *conn) subscribe(ctx context.Context) error {
 	if err := c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: c.subID, Filters: subs}); err != nil {
 		return err
 	}
-	t := time.NewTimer(connectTimeout)
+	t := time.NewTimer(c.b.o.ConnectTimeout)
 	defer t.Stop()
 	select {
 	case <-c.subacked:
@@ -464,7 +471,7 @@ func (c *conn) subscribe(ctx context.Context) error {
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	case <-t.C:
-		return errors.New("no SUBACK from the server within 10s")
+		return fmt.Errorf("no SUBACK from the server within %s", c.b.o.ConnectTimeout)
 	}
 }
 

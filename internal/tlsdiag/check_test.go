@@ -275,6 +275,27 @@ func TestMisconfigurations(t *testing.T) {
 			conf: func(p int) string { return fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\n", p) },
 			opts: goodClient,
 			want: tlsdiag.CodePlainPort, mentions: []string{"plain MQTT"}},
+		{name: "TLS to a port that speaks neither TLS nor MQTT (HTTP)",
+			goServer: func(t *testing.T) string {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { ln.Close() })
+				go func() {
+					for {
+						c, err := ln.Accept()
+						if err != nil {
+							return
+						}
+						_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
+						c.Close()
+					}
+				}()
+				return ln.Addr().String()
+			},
+			opts:    goodClient,
+			explain: true, want: tlsdiag.CodeProtocol, mentions: []string{"neither TLS nor MQTT", "HTTP"}},
 		{name: "plain MQTT to a TLS port",
 			conf: func(p int) string { return serverOnly(good, p) },
 			addr: func(hp string) string { return "mqtt://" + hp },

@@ -112,7 +112,13 @@ func diagnose(err error, o tlsx.Options, addr string, f facts) Diagnosis {
 	}
 	var rhe tls.RecordHeaderError
 	if errors.As(err, &rhe) {
-		return plainPort(addr, fmt.Sprintf("its first bytes were % x", rhe.RecordHeader[:]))
+		if rhe.RecordHeader[0]>>4 == 2 || rhe.RecordHeader[0]>>4 == 14 {
+			// CONNACK or DISCONNECT: an MQTT broker answering in plain.
+			return plainPort(addr, fmt.Sprintf("its first bytes were % x", rhe.RecordHeader[:]))
+		}
+		return Diagnosis{Code: CodeProtocol,
+			Cause: fmt.Sprintf("the server at %s answered our TLS hello with bytes that are neither TLS nor MQTT (% x, %q)", addr, rhe.RecordHeader[:], printable(rhe.RecordHeader[:])),
+			Hint:  "check that the address and port point at the MQTT broker's TLS listener (usually 8883) and not at another service"}
 	}
 	// crypto/tls has no type for this one: a server that does not know
 	// TLS 1.3 ignores supported_versions and picks TLS 1.2 below our minimum.
@@ -445,4 +451,17 @@ func quoteAll(s []string) []string {
 func isClosed(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// printable keeps the printable ASCII of b ("HTTP/" of an HTTP answer).
+func printable(b []byte) string {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c >= 0x20 && c < 0x7f {
+			out = append(out, c)
+		} else {
+			out = append(out, '.')
+		}
+	}
+	return string(out)
 }
