@@ -133,7 +133,8 @@ func (s *Store) rewrite() error {
 	for _, id := range s.sortedIDs() {
 		buf = appendEntry(buf, s.live[id])
 	}
-	if _, err := f.Write(buf); err == nil {
+	_, err = f.Write(buf)
+	if err == nil {
 		err = f.Sync()
 	}
 	if err != nil {
