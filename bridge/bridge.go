@@ -61,6 +61,9 @@ type Options struct {
 	Version    byte
 	Inflight   int
 	ReplayRate int // messages per second upstream, 0 = no cap
+	// MaxPayload is the largest payload sent upstream (a broker profile's
+	// limit); a larger message goes to the dead-letter store. 0 = none.
+	MaxPayload int
 	BackoffMin time.Duration
 	BackoffMax time.Duration
 	// ConnectTimeout bounds dialing, TLS and waiting for CONNACK (default

@@ -29,7 +29,11 @@ func TestServerLimits(t *testing.T) {
 		taken    []string
 		dead     []byte // reason codes of the dead letters
 		connects int
+		opts     func(*Options)
 	}{
+		{name: "over max_payload (a profile's limit) goes to the dead-letter store unsent", qos: 1,
+			opts:     func(o *Options) { o.MaxPayload = 100 },
+			payloads: []string{"1", big, "3"}, taken: []string{"1", "3"}, dead: []byte{0x95}, connects: 1},
 		{name: "receive maximum 3 is the window", props: packets.Properties{ReceiveMaximum: 3}, qos: 1,
 			payloads: []string{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10"}, holdAcks: 3,
 			taken: []string{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10"}, connects: 1},
@@ -56,7 +60,7 @@ func TestServerLimits(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			fb := newFakeBroker(t)
-			b, ob, dl := testBridge(t, fb.ln.Addr().String(), 5, nil)
+			b, ob, dl := testBridge(t, fb.ln.Addr().String(), 5, tc.opts)
 			appendN(t, ob, "r/t", tc.qos, tc.payloads...)
 			var taken []string
 			accepted := map[string]bool{}
@@ -95,7 +99,7 @@ func TestServerLimits(t *testing.T) {
 					case packets.Publish:
 						p := string(pk.Payload)
 						if p == big {
-							t.Fatalf("a %d-byte PUBLISH was sent to a server with maximum packet size %d", len(p), tc.props.MaximumPacketSize)
+							t.Fatalf("a %d-byte payload was sent (maximum packet size %d, max payload set: %v)", len(p), tc.props.MaximumPacketSize, tc.opts != nil)
 						}
 						rc := byte(0)
 						if tc.refuse != nil {

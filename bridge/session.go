@@ -505,9 +505,8 @@ func (c *conn) sender(ctx context.Context) error {
 		}
 		id := pid(m.Seq)
 		q := min(m.QoS, c.maxQoS())
-		if size := publishSize(m.Topic, m.Payload, q, c.ver); c.lim.maxPacket > 0 && size > int(c.lim.maxPacket) {
+		if cause := c.tooLarge(m, q); cause != "" {
 			<-c.slots
-			cause := fmt.Sprintf("the message is %d bytes as a PUBLISH, over the server's Maximum Packet Size of %d bytes", size, c.lim.maxPacket)
 			if err := c.deadLetter(m, 0x95, cause); err != nil {
 				return err
 			}
@@ -550,6 +549,18 @@ func (c *conn) sender(ctx context.Context) error {
 	}
 }
 
+// tooLarge says why m must not be sent at QoS q, or "": over the server's
+// Maximum Packet Size, or over the configured max_payload.
+func (c *conn) tooLarge(m outbox.Message, q byte) string {
+	if size := publishSize(m.Topic, m.Payload, q, c.ver); c.lim.maxPacket > 0 && size > int(c.lim.maxPacket) {
+		return fmt.Sprintf("the message is %d bytes as a PUBLISH, over the server's Maximum Packet Size of %d bytes", size, c.lim.maxPacket)
+	}
+	if mp := c.b.o.MaxPayload; mp > 0 && len(m.Payload) > mp {
+		return fmt.Sprintf("the payload is %d bytes, over upstream.max_payload of %d bytes (the broker's documented limit)", len(m.Payload), mp)
+	}
+	return ""
+}
+
 // maxQoS is the highest QoS this session sends at.
 func (c *conn) maxQoS() byte {
 	if c.b.qos2Downgraded.Load() {
@@ -574,8 +585,7 @@ func (c *conn) sendQoS0(ctx context.Context) error {
 		if err != nil {
 			return nil
 		}
-		if size := publishSize(m.Topic, m.Payload, 0, c.ver); c.lim.maxPacket > 0 && size > int(c.lim.maxPacket) {
-			cause := fmt.Sprintf("the message is %d bytes as a PUBLISH, over the server's Maximum Packet Size of %d bytes", size, c.lim.maxPacket)
+		if cause := c.tooLarge(m, 0); cause != "" {
 			if err := c.deadLetter(m, 0x95, cause); err != nil {
 				return err
 			}

@@ -278,6 +278,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			Version:      version,
 			Inflight:     u.Inflight,
 			ReplayRate:   u.ReplayRate,
+			MaxPayload:   int(u.MaxPayload.Bytes),
 			BackoffMin:   u.BackoffMin.Duration,
 			BackoffMax:   u.BackoffMax.Duration,
 			Rules:        g.rules,

@@ -112,10 +112,17 @@ type Upstream struct {
 	Protocol     string    `toml:"protocol"` // "3.1.1" | "5"
 	Inflight     int       `toml:"inflight"` // bounded in-flight window of QoS 1/2 messages
 	ReplayRate   int       `toml:"replay_rate"`
-	BackoffMin   Duration  `toml:"backoff_min"`
-	BackoffMax   Duration  `toml:"backoff_max"`
-	TLS          *TLS      `toml:"tls"`
-	Topics       []Topic   `toml:"topic"`
+	// Profile names the kind of broker ("generic", "aws-iot-core",
+	// "azure-iot-hub"): it sets safe defaults and check-config names rules
+	// that broker cannot carry.
+	Profile string `toml:"profile"`
+	// MaxPayload is the largest payload sent upstream; a larger message
+	// goes to the dead-letter store (0 = no limit but the server's).
+	MaxPayload Size     `toml:"max_payload"`
+	BackoffMin Duration `toml:"backoff_min"`
+	BackoffMax Duration `toml:"backoff_max"`
+	TLS        *TLS     `toml:"tls"`
+	Topics     []Topic  `toml:"topic"`
 }
 
 // Topic is one [[upstream.topic]] bridge rule, like Mosquitto's
@@ -342,6 +349,7 @@ func Parse(name, src string) (*Config, error) {
 			report("upstream.address", strings.TrimPrefix(err.Error(), "toml: "))
 			return nil, errs
 		}
+		applyProfile(u, func(key string) bool { return md.IsDefined("upstream", key) })
 		c.Upstream = u
 	}
 	for i, p := range doc.Device {

@@ -85,6 +85,7 @@ func (c *Config) validate(report func(path, msg string)) {
 		if u.ReplayRate < 0 {
 			report("upstream.replay_rate", "must not be negative (messages per second; 0 = as fast as upstream accepts)")
 		}
+		size(report, "upstream.max_payload", u.MaxPayload)
 		fileExists(report, "upstream.password_file", u.PasswordFile)
 		if len(u.Topics) == 0 {
 			report("upstream", "has no [[upstream.topic]] rule, so nothing would be bridged; add one, e.g. pattern = \"readings/#\", direction = \"out\"")
@@ -110,6 +111,10 @@ func (c *Config) validate(report func(path, msg string)) {
 				}
 			}
 		}
+	}
+
+	if c.Upstream != nil {
+		c.validateProfile(report)
 	}
 
 	bf := &c.Buffer
