@@ -290,7 +290,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 				return bk.Deliver(broker.Message{Topic: topic, Payload: payload, QoS: qos, Retain: retain})
 			},
 			Explain: func(err error, addr string) string {
-				cause, hint := tlsdiag.Explain(err, tlsOpts, addr)
+				cause, hint := tlsdiag.ExplainSession(err, tlsOpts, addr, tlsdiag.Session{Version: version, Username: u.Username})
 				if hint != "" {
 					return cause + " — " + hint
 				}

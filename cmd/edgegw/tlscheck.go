@@ -35,6 +35,7 @@ func tlsCheckCmd(args []string, stdout, stderr io.Writer) int {
 	username := fs.String("username", "", "MQTT user name")
 	passwordFile := fs.String("password-file", "", "file holding the MQTT password")
 	timeout := fs.Duration("timeout", 5*time.Second, "time allowed for each step")
+	protocol := fs.String("protocol", "3.1.1", "MQTT protocol of the CONNECT: 3.1.1 or 5 (with -c: the file's upstream.protocol)")
 	cfgPath := fs.String("c", "", "check the upstream of this configuration file (every address in turn)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -47,6 +48,14 @@ func tlsCheckCmd(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	req := tlsdiag.Request{Addr: *addr, TLS: o, ClientID: *clientID, Username: *username, Timeout: *timeout}
+	switch *protocol {
+	case "3.1.1", "4":
+	case "5":
+		req.Version = 5
+	default:
+		fmt.Fprintf(stderr, "edgegw tls-check: --protocol %q: want 3.1.1 or 5\n", *protocol)
+		return exitUsage
+	}
 	if *passwordFile != "" {
 		pw, err := tlsx.ReadPassword(*passwordFile)
 		if err != nil {
@@ -130,6 +139,9 @@ func tlsCheckConfig(path, clientID string, timeout time.Duration, stdout, stderr
 	code := exitOK
 	for _, a := range u.Address {
 		req := tlsdiag.Request{Addr: a, TLS: o, ClientID: clientID, Username: u.Username, Timeout: timeout}
+		if u.Protocol == "5" {
+			req.Version = 5 // speak as the gateway will
+		}
 		if u.PasswordFile != "" {
 			pw, err := tlsx.ReadPassword(u.PasswordFile)
 			if err != nil {

@@ -35,6 +35,9 @@ type Request struct {
 	Username string
 	Password []byte        // sent only with a Username
 	Timeout  time.Duration // per step; default 5 s
+	// Version is the MQTT protocol level of the CONNECT: 4 (3.1.1, the
+	// default) or 5, as the gateway will speak it.
+	Version byte
 }
 
 // Check dials addr, completes the TLS handshake with o and an MQTT 3.1.1
@@ -73,8 +76,11 @@ func CheckWith(ctx context.Context, r Request) Report {
 	if err != nil {
 		return failed(Diagnosis{Code: CodeConfig, Cause: err.Error(), Hint: "fix the address"})
 	}
+	if r.Version != 5 {
+		r.Version = 4
+	}
 	var rep Report
-	f := facts{known: true, plain: plain}
+	f := facts{known: true, plain: plain, version: r.Version, usernameKnown: true, username: r.Username, certFile: r.TLS.CertFile}
 	fail := func(err error) Report {
 		d := diagnose(err, r.TLS, hostport, f)
 		rep.Code, rep.Cause, rep.Hint = d.Code, d.Cause, d.Hint
@@ -150,11 +156,15 @@ func CheckWith(ctx context.Context, r Request) Report {
 	}
 
 	_ = rw.SetDeadline(time.Now().Add(r.Timeout))
-	_, err = rw.Write(connectPacket(r.ClientID, r.Username, r.Password))
+	_, err = rw.Write(connectPacket(r.ClientID, r.Username, r.Password, r.Version))
 	if err == nil {
-		err = readConnack(rw)
+		err = readConnack(rw, r.Version)
 	}
 	if err != nil {
+		if r.Version == 5 && isClosed(err) {
+			// Does it speak 3.1.1? Then MQTT 5 is what it refused.
+			f.probed311 = probeVersion(ctx, hostport, cfg, r, 4)
+		}
 		if plain && isClosed(err) {
 			f.probedTLS = probeTLS(ctx, hostport, r.Timeout)
 		}
@@ -192,12 +202,43 @@ func probePlain(ctx context.Context, hostport string, timeout time.Duration) boo
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := conn.Write(connectPacket("edgegw-tls-check-probe", "", nil)); err != nil {
+	if _, err := conn.Write(connectPacket("edgegw-tls-check-probe", "", nil, 4)); err != nil {
 		return false
 	}
-	err = readConnack(conn)
+	err = readConnack(conn, 4)
 	if err == nil {
 		_, _ = conn.Write([]byte{0xe0, 0})
+		return true
+	}
+	_, refused := err.(*ConnackError)
+	return refused
+}
+
+// probeVersion connects again (TLS with cfg unless plain) and reports
+// whether a CONNECT at protocol level v gets a CONNACK (of any code).
+func probeVersion(ctx context.Context, hostport string, cfg *tls.Config, r Request, v byte) bool {
+	conn, err := dial(ctx, hostport, r.Timeout)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	var rw net.Conn = conn
+	if cfg != nil {
+		tc := tls.Client(conn, cfg)
+		hctx, cancel := context.WithTimeout(ctx, r.Timeout)
+		defer cancel()
+		if err := tc.HandshakeContext(hctx); err != nil {
+			return false
+		}
+		rw = tc
+	}
+	_ = rw.SetDeadline(time.Now().Add(r.Timeout))
+	if _, err := rw.Write(connectPacket(r.ClientID+"-probe", r.Username, r.Password, v)); err != nil {
+		return false
+	}
+	err = readConnack(rw, v)
+	if err == nil {
+		_, _ = rw.Write([]byte{0xe0, 0})
 		return true
 	}
 	_, refused := err.(*ConnackError)

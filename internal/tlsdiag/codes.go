@@ -40,10 +40,11 @@ const (
 	CodeIdentifierRejected   Code = "identifier_rejected"  // CONNACK 2
 	CodeConnackRefused       Code = "connack_refused"      // CONNACK 1 or 3
 	CodeClosedAfterHandshake Code = "closed_after_handshake"
-	CodeClosed               Code = "closed"    // closed, and Explain cannot tell when
-	CodeHandshake            Code = "handshake" // another TLS failure
-	CodeProtocol             Code = "protocol"  // the server answered something that is not MQTT
-	CodeConfig               Code = "config"    // the TLS options themselves are invalid
+	CodeMQTT5Refused         Code = "mqtt5_refused" // closed on our MQTT 5 CONNECT, answers 3.1.1
+	CodeClosed               Code = "closed"        // closed, and Explain cannot tell when
+	CodeHandshake            Code = "handshake"     // another TLS failure
+	CodeProtocol             Code = "protocol"      // the server answered something that is not MQTT
+	CodeConfig               Code = "config"        // the TLS options themselves are invalid
 	CodeUnknown              Code = "unknown"
 )
 

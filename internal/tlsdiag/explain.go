@@ -31,6 +31,20 @@ func Diagnose(err error, o tlsx.Options, addr string) Diagnosis {
 	return diagnose(err, o, addr, facts{})
 }
 
+// Session is what the caller knows about the MQTT session it attempted.
+type Session struct {
+	Version  byte   // MQTT protocol level of the CONNECT (4 or 5)
+	Username string // the user name sent ("" for none)
+}
+
+// ExplainSession is Explain knowing the protocol level and the user name
+// the CONNECT carried, so a refusal of certificate login is not taken for
+// a wrong password.
+func ExplainSession(err error, o tlsx.Options, addr string, s Session) (cause, hint string) {
+	d := diagnose(err, o, addr, facts{version: s.Version, usernameKnown: true, username: s.Username, certFile: o.CertFile})
+	return d.Cause, d.Hint
+}
+
 // facts are what Check observed beyond the error itself.
 type facts struct {
 	known         bool // Check filled these in; Explain knows only the error
@@ -39,6 +53,13 @@ type facts struct {
 	handshakeDone bool // the TLS handshake completed on our side
 	probedPlain   bool // after a close in the handshake, a plain CONNECT got a CONNACK
 	probedTLS     bool // after a close on a plain connection, a TLS handshake got an answer
+	version       byte // the MQTT protocol level we spoke (0: unknown)
+	probed311     bool // after a close on our MQTT 5 CONNECT, a 3.1.1 CONNECT got a CONNACK
+	// usernameKnown says whether username is what the CONNECT carried;
+	// certFile is our client certificate ("" without one).
+	usernameKnown bool
+	username      string
+	certFile      string
 }
 
 func diagnose(err error, o tlsx.Options, addr string, f facts) Diagnosis {
@@ -50,10 +71,10 @@ func diagnose(err error, o tlsx.Options, addr string, f facts) Diagnosis {
 	// CONNACK refusals.
 	var cc connackCoder
 	if errors.As(err, &cc) {
-		return connackDiagnosis(&ConnackError{ReturnCode: v3Code(cc.ConnackCode())}, addr)
+		return connackDiagnosis(&ConnackError{ReturnCode: v3Code(cc.ConnackCode())}, o, addr, f)
 	}
 	if ce := connackFromPaho(err); ce != nil {
-		return connackDiagnosis(ce, addr)
+		return connackDiagnosis(ce, o, addr, f)
 	}
 	var pe *ProtocolError
 	if errors.As(err, &pe) {
@@ -198,7 +219,18 @@ func fileDiagnosis(err error, o tlsx.Options) (Diagnosis, bool) {
 	return Diagnosis{}, false
 }
 
-func connackDiagnosis(ce *ConnackError, addr string) Diagnosis {
+func connackDiagnosis(ce *ConnackError, o tlsx.Options, addr string, f facts) Diagnosis {
+	if (ce.ReturnCode == 4 || ce.ReturnCode == 5) && f.usernameKnown && f.username == "" && f.certFile != "" {
+		// No user name went out: the broker judged our certificate login.
+		cn := "its CN"
+		if pair, err := tlsx.LoadKeyPair(o); err == nil && pair.Leaf.Subject.CommonName != "" {
+			cn = fmt.Sprintf("%q", pair.Leaf.Subject.CommonName)
+		}
+		return Diagnosis{Code: CodeNotAuthorized,
+			Cause: fmt.Sprintf("the broker at %s refused the MQTT connection (%s); we sent no user name, so it judged our client certificate, whose CN %s it takes as the user name", addr, connackText(ce.ReturnCode), cn),
+			Hint: fmt.Sprintf("that user must exist on the broker and be allowed to connect: Mosquitto with use_identity_as_username — the ACL for user %s; RabbitMQ with mqtt.ssl_cert_login — rabbitmqctl add_user %s <any password> and rabbitmqctl set_permissions -p / %s '.*' '.*' '.*'",
+				strings.Trim(cn, `"`), strings.Trim(cn, `"`), strings.Trim(cn, `"`))}
+	}
 	switch ce.ReturnCode {
 	case 5:
 		return Diagnosis{Code: CodeNotAuthorized,
@@ -349,6 +381,14 @@ func closedDiagnosis(o tlsx.Options, addr string, sentCert bool, f facts) Diagno
 			Hint:  "the usual causes: the port speaks plain MQTT (use the TLS port, usually 8883), the broker wants a client certificate, or it refused ours; `edgegw tls-check` tells which"}
 	case f.plain && f.probedTLS:
 		return tlsPort(addr)
+	case f.version == 5 && (f.handshakeDone || f.plain):
+		how := "it may not speak MQTT 5"
+		if f.probed311 {
+			how = "it answers an MQTT 3.1.1 CONNECT, so it does not speak MQTT 5"
+		}
+		return Diagnosis{Code: CodeMQTT5Refused,
+			Cause: fmt.Sprintf("the server at %s closed the connection on our MQTT 5 CONNECT: %s", addr, how),
+			Hint:  `set protocol = "3.1.1" in [upstream] (RabbitMQ 3.x, Mosquitto before 1.6 and several cloud gateways speak only MQTT 3.1.1)`}
 	case f.plain:
 		return Diagnosis{Code: CodeClosedAfterHandshake,
 			Cause: fmt.Sprintf("the server at %s closed the connection without answering our MQTT CONNECT", addr),

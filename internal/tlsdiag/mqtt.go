@@ -78,9 +78,9 @@ func (e *ProtocolError) Error() string {
 	return fmt.Sprintf("mqtt: expected a CONNACK, got bytes % x", e.First)
 }
 
-// connectPacket encodes an MQTT 3.1.1 CONNECT with a clean session and a
-// 30 s keepalive.
-func connectPacket(clientID, username string, password []byte) []byte {
+// connectPacket encodes a CONNECT at protocol level version (4: MQTT 3.1.1,
+// 5: MQTT 5, with no properties) with a clean session and a 30 s keepalive.
+func connectPacket(clientID, username string, password []byte, version byte) []byte {
 	str := func(b []byte, s []byte) []byte {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
 		return append(b, s...)
@@ -94,7 +94,10 @@ func connectPacket(clientID, username string, password []byte) []byte {
 			flags |= 0x40
 		}
 	}
-	body = append(body, 4, flags, 0, 30)
+	body = append(body, version, flags, 0, 30)
+	if version == 5 {
+		body = append(body, 0) // no properties
+	}
 	body = str(body, []byte(clientID))
 	if username != "" {
 		body = str(body, []byte(username))
@@ -118,9 +121,10 @@ func connectPacket(clientID, username string, password []byte) []byte {
 }
 
 // readConnack reads a CONNACK and returns nil for an accepted connection, a
-// *ConnackError for a refusal, a *ProtocolError for anything else.
-func readConnack(r io.Reader) error {
-	buf := make([]byte, 4)
+// *ConnackError for a refusal (MQTT 5 reason codes mapped onto the 3.1.1
+// return code that means the same), a *ProtocolError for anything else.
+func readConnack(r io.Reader, version byte) error {
+	buf := make([]byte, 2)
 	n, err := io.ReadFull(r, buf)
 	if err != nil {
 		if n > 0 && buf[0] != 0x20 {
@@ -128,11 +132,23 @@ func readConnack(r io.Reader) error {
 		}
 		return err
 	}
-	if buf[0] != 0x20 || buf[1] != 2 {
-		return &ProtocolError{First: buf}
+	if buf[0] != 0x20 || buf[1]&0x80 != 0 || buf[1] < 2 {
+		more := make([]byte, 2)
+		m, _ := io.ReadFull(r, more)
+		return &ProtocolError{First: append(buf, more[:m]...)}
 	}
-	if buf[3] != 0 {
-		return &ConnackError{ReturnCode: buf[3]}
+	body := make([]byte, buf[1]) // at most 127 bytes: a CONNACK with a reason string fits
+	if _, err := io.ReadFull(r, body); err != nil {
+		return err
+	}
+	if version != 5 && buf[1] != 2 {
+		return &ProtocolError{First: append(buf, body...)}
+	}
+	if rc := body[1]; rc != 0 {
+		if version == 5 {
+			rc = v3Code(rc)
+		}
+		return &ConnackError{ReturnCode: rc}
 	}
 	return nil
 }
