@@ -16,7 +16,8 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
 # nodejs runs Eclipse Tahu's Sparkplug codec (npm sparkplug-payload) in the
 # Sparkplug test; Debian's nodejs comes without npm (NodeSource's bundles it
 # and conflicts with Debian's npm package), so npm is added only when missing.
-DEB_PKGS    := mosquitto mosquitto-clients openssl socat qemu-user-static lintian systemd file util-linux mount nodejs
+# rabbitmq-server is the second upstream broker of the cloud-limits tests.
+DEB_PKGS    := mosquitto mosquitto-clients openssl socat qemu-user-static lintian systemd file util-linux mount nodejs rabbitmq-server
 TEST_TIMEOUT ?= 20m
 
 .PHONY: all build cross deb test test-short lint deps demo bench fuzz clean

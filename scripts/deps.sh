@@ -13,9 +13,11 @@ if [ "$(id -u)" -eq 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The tests start their own brokers; the packaged service is not wanted.
-  if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
-    systemctl stop mosquitto || true
-  fi
+  for svc in mosquitto rabbitmq-server; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      systemctl stop "$svc" || true
+    fi
+  done
 else
   echo "missing Debian packages: ${missing[*]}"
   echo "install them with:"
