@@ -121,8 +121,12 @@ type Upstream struct {
 	MaxPayload Size     `toml:"max_payload"`
 	BackoffMin Duration `toml:"backoff_min"`
 	BackoffMax Duration `toml:"backoff_max"`
-	TLS        *TLS     `toml:"tls"`
-	Topics     []Topic  `toml:"topic"`
+	// ConnectTimeout bounds dialing, the TLS handshake and the wait for
+	// CONNACK; a GPRS-class link (1.5 s each way) needs more than the 10 s
+	// default.
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	TLS            *TLS     `toml:"tls"`
+	Topics         []Topic  `toml:"topic"`
 }
 
 // Topic is one [[upstream.topic]] bridge rule, like Mosquitto's
@@ -243,6 +247,7 @@ func defaultUpstream(u *Upstream) {
 	u.Inflight = 1024
 	u.BackoffMin.Duration = 250e6
 	u.BackoffMax.Duration = 2e9
+	u.ConnectTimeout.Duration = 10e9
 }
 
 // Load reads and checks a configuration file. On any problem it returns

@@ -79,6 +79,7 @@ func (c *Config) validate(report func(path, msg string)) {
 		d(report, "upstream.keepalive", u.Keepalive)
 		d(report, "upstream.backoff_min", u.BackoffMin)
 		d(report, "upstream.backoff_max", u.BackoffMax)
+		d(report, "upstream.connect_timeout", u.ConnectTimeout)
 		if u.Inflight < 1 || u.Inflight > 65535 {
 			report("upstream.inflight", fmt.Sprintf("%d is out of range: 1 to 65535 messages in flight", u.Inflight))
 		}
