@@ -61,6 +61,9 @@ type Options struct {
 	Version    byte
 	Inflight   int
 	ReplayRate int // messages per second upstream, 0 = no cap
+	// LiveFirst sends messages that arrive while a backlog drains ahead of
+	// the backlog (see livefirst.go for what it does to per-topic order).
+	LiveFirst bool
 	// MaxPayload is the largest payload sent upstream (a broker profile's
 	// limit); a larger message goes to the dead-letter store. 0 = none.
 	MaxPayload int
@@ -168,6 +171,8 @@ type Bridge struct {
 	deadLettered      atomic.Uint64
 	deadDropped       atomic.Uint64
 	qos2Downgraded    atomic.Bool
+	backlogged        atomic.Bool         // live first applies (a backlog drains)
+	liveC             chan outbox.Message // live-first hand-over to the sender
 
 	mu       sync.Mutex
 	lastErr  string
@@ -210,6 +215,9 @@ func New(o Options) *Bridge {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Bridge{o: o, log: o.Logger, acceptCtx: ctx, stop: cancel}
+	if o.LiveFirst {
+		b.liveC = make(chan outbox.Message, liveDepth)
+	}
 	if o.Outbox != nil {
 		// What an earlier run stored may have gone up before it ended.
 		b.maxSent = o.Outbox.FirstSeqThisRun() - 1
@@ -277,9 +285,13 @@ func (b *Bridge) Accept(m Message, done func(error)) {
 			om.Origin = originOf(m) // what a DUP resend is matched by
 		}
 	}
-	err := b.o.Outbox.AppendAsync(b.acceptCtx, om, func(_ uint64, err error) {
+	err := b.o.Outbox.AppendAsync(b.acceptCtx, om, func(seq uint64, err error) {
 		if err != nil {
 			b.refused.Add(1)
+		} else if b.o.LiveFirst {
+			live := om
+			live.Seq = seq
+			b.offerLive(live)
 		}
 		if done != nil {
 			done(err)
@@ -347,9 +359,3 @@ func (b *Bridge) firstOfCause(code byte) bool {
 	b.causes[code] = true
 	return true
 }
-
-// setLinkUp tells the parts that care whether the upstream link is up.
-// This is the spot for the outbox memory tier's Outbox.SetLinkUp(bool)
-// (keep messages in memory while the link is up, spill when it goes down);
-// it is not on main yet.
-func (b *Bridge) setLinkUp(up bool) { _ = up }

@@ -137,6 +137,13 @@ type conn struct {
 	subID    uint16
 	pendRel  map[uint16]bool // inbound QoS 2 awaiting PUBREL
 
+	// Live first (see livefirst.go); used by the sender goroutine only.
+	nextC     chan outbox.Message
+	nextErr   chan error
+	liveSent  map[uint64]bool
+	nextMax   uint64
+	firstLive uint64
+
 	hooks // Will and OnConnect (hooks.go)
 }
 
@@ -168,8 +175,6 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) sessionEnd {
 	defer b.inflightN.Store(0)
 	st := b.o.Outbox.Stats()
 	b.log.Info("upstream link up", "broker", ep.Addr, "session_present", present, "backlog", st.Messages, "backlog_bytes", st.Bytes, "window", window)
-	b.setLinkUp(true)
-	defer b.setLinkUp(false)
 
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -200,6 +205,9 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) sessionEnd {
 		// From now on QoS 1 messages may wait in memory for their PUBACK
 		// instead of going to disk first.
 		b.o.Outbox.SetLinkUp(true)
+		if backlogReader := c.startLive(st.Messages); backlogReader != nil {
+			run(backlogReader)
+		}
 		run(c.sender)
 		if b.o.QoS0 != nil {
 			run(c.sendQoS0)
@@ -489,12 +497,16 @@ func (c *conn) sender(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
-		m, err := b.o.Outbox.Next(ctx)
+		m, ok, err := c.nextMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("outbox: %w", err)
+		}
+		if !ok {
+			<-c.slots // sent already (live first)
+			continue
 		}
 		if tick != nil {
 			select {

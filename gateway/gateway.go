@@ -282,6 +282,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			BackoffMin:     u.BackoffMin.Duration,
 			BackoffMax:     u.BackoffMax.Duration,
 			ConnectTimeout: u.ConnectTimeout.Duration,
+			LiveFirst:      u.LiveFirst,
 			Rules:          g.rules,
 			Dial:           beatDialer(g.ops.bridgeHeart),
 			Outbox:         ob,

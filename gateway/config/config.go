@@ -125,8 +125,12 @@ type Upstream struct {
 	// CONNACK; a GPRS-class link (1.5 s each way) needs more than the 10 s
 	// default.
 	ConnectTimeout Duration `toml:"connect_timeout"`
-	TLS            *TLS     `toml:"tls"`
-	Topics         []Topic  `toml:"topic"`
+	// LiveFirst sends messages that arrive while a backlog drains ahead of
+	// it (off by default: per topic, a live message may then arrive before
+	// older backlog messages).
+	LiveFirst bool    `toml:"live_first"`
+	TLS       *TLS    `toml:"tls"`
+	Topics    []Topic `toml:"topic"`
 }
 
 // Topic is one [[upstream.topic]] bridge rule, like Mosquitto's
