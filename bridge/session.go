@@ -313,6 +313,12 @@ func (c *conn) handshake() (sessionPresent bool, err error) {
 	}
 	ack, err := readPacket(c.br, c.ver)
 	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "remote error" {
+			// A TLS alert: in TLS 1.3 the server judges our certificate
+			// after our side of the handshake, so it comes here.
+			return false, err
+		}
 		return false, &ErrNoConnack{Version: c.ver, Err: err, Waited: o.ConnectTimeout}
 	}
 	c.nc.SetDeadline(time.Time{})
