@@ -22,6 +22,8 @@ func TestStatusCmd(t *testing.T) {
 	down := up
 	down.Upstream = &gateway.UpstreamDoc{Endpoint: "broker:8883", LastError: "the server's certificate is not trusted", BacklogMessages: 1200,
 		Dropped: map[string]uint64{"full_oldest": 7, "expired": 0}, ToDisk: map[string]uint64{"link_down": 1200}}
+	refusing := up
+	refusing.Upstream = &gateway.UpstreamDoc{LinkUp: true, Endpoint: "broker:8883", Connects: 4, Window: 20, Flaps: 3, DeadLetters: 2, DeadLetterDropped: 1, QoS2Downgraded: true}
 	stuck := up
 	stuck.StuckLoops = []string{"device door"}
 	stuck.ClockSynced = false
@@ -36,6 +38,7 @@ func TestStatusCmd(t *testing.T) {
 			"memory: 3 waiting for upstream, 9000 acked from memory (never written); written to disk: slow_ack 2\n"}, exitOK},
 		{"link down with drops", down, 200, []string{"upstream: DOWN, broker:8883: the server's certificate is not trusted", "backlog: 1200 messages", "dropped: full_oldest 7",
 			"written to disk: link_down 1200"}, exitOK},
+		{"flaps, dead letters, no QoS 2", refusing, 200, []string{"in flight 0 of 20", "flaps: 3", "dead letters: 2 held", "1 DROPPED", "edgegw deadletter list", "QoS 2 rules are delivered at least once"}, exitOK},
 		{"stuck loop, clock unsynced", stuck, 200, []string{"STUCK: device door", "clock: NOT synchronised"}, exitFailure},
 	}
 	for _, c := range cases {
