@@ -74,9 +74,10 @@ func TestRabbitMQUpstream(t *testing.T) {
 		gw.stop()
 	})
 
-	t.Run("a QoS 2 rule: the broker's downgrade is detected and logged once", func(t *testing.T) {
+	t.Run("QoS 2 rules: the broker's downgrades (PUBACK to QoS 2, SUBACK granting 1) are detected and logged once", func(t *testing.T) {
 		sub := subscribeSeqs(t, f, rq.Addr(), 2)
-		gw, logs := runGateway(t, storeConfig(t, f, t.TempDir(), "127.0.0.1:0", rq.Addr(), 2, ""))
+		inRule := "[[upstream.topic]]\npattern = \"cmd/#\"\ndirection = \"in\"\nqos = 2\n"
+		gw, logs := runGateway(t, storeConfig(t, f, t.TempDir(), "127.0.0.1:0", rq.Addr(), 2, inRule))
 		pub := localClient(gw.BrokerAddr(), "pub-rmq2", true, nil)
 		if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			t.Fatalf("local publisher connect: %v", tok.Error())
@@ -92,6 +93,9 @@ func TestRabbitMQUpstream(t *testing.T) {
 		const warning = "answered a QoS 2 PUBLISH with PUBACK"
 		if n := strings.Count(logs.String(), warning); n != 1 {
 			t.Errorf("the downgrade is logged %d times, want once:\n%s", n, tail(logs.String(), 20))
+		}
+		if !strings.Contains(logs.String(), "granted a lower QoS") {
+			t.Errorf("the SUBACK granting QoS 1 to a QoS 2 in rule is not logged:\n%s", tail(logs.String(), 20))
 		}
 		if st := gw.Status().Bridge; !st.QoS2Downgraded {
 			t.Errorf("status does not show the downgrade: %+v", st)
