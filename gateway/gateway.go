@@ -230,16 +230,21 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		st := ob.Stats()
 		log.Info("outbox open", "backlog", st.Messages, "backlog_bytes", st.Bytes, "took", time.Since(start).Round(time.Millisecond))
 		ring = outbox.NewRing(int(cfg.Buffer.QoS0MaxBytes.Bytes))
-		dl, err = deadletter.Open(deadletter.Options{Dir: DeadLetterDir(cfg.Gateway.DataDir)})
-		if err != nil {
-			return fmt.Errorf("gateway: %w", err)
+		var dlErr error
+		dl, dlErr = deadletter.Open(deadletter.Options{Dir: DeadLetterDir(cfg.Gateway.DataDir)})
+		switch {
+		case dlErr != nil:
+			// The rest of the gateway does not depend on it: run without.
+			log.Error("the dead-letter store cannot be opened; messages the upstream broker refuses for good are dropped and counted", "error", dlErr)
+			dl = nil
+		case dl.Damaged() != "":
+			log.Error("the dead-letter store had a damaged record; the entries before it are kept and the damaged file is kept aside", "file", dl.Damaged())
 		}
-		defer dl.Close()
-		if d := dl.Damaged(); d != "" {
-			log.Error("the dead-letter store had a damaged record; the entries before it are kept and the damaged file is kept aside", "file", d)
-		}
-		if n := dl.Stats().Entries; n > 0 {
-			log.Warn("messages the upstream broker refused are waiting in the dead-letter store (edgegw deadletter list)", "entries", n)
+		if dl != nil {
+			defer dl.Close()
+			if n := dl.Stats().Entries; n > 0 {
+				log.Warn("messages the upstream broker refused are waiting in the dead-letter store (edgegw deadletter list)", "entries", n)
+			}
 		}
 	}
 
@@ -333,11 +338,13 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			defer wg.Done()
 			_ = br.Run(bctx)
 		}()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			serveDeadLetters(bctx, dl, ob, log.With("component", "deadletter"))
-		}()
+		if dl != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				serveDeadLetters(bctx, dl, ob, log.With("component", "deadletter"))
+			}()
+		}
 		if cfg.Upstream.TLS != nil {
 			wg.Add(1)
 			go func() {
