@@ -12,9 +12,10 @@
 // retain, cause, remote topic, payload) or a removal (kind 2: id, how). Every
 // record is fsync'd before Add or Remove returns. Open reads the file,
 // cuts a torn tail, and rewrites the file without removed entries (write
-// temp, fsync, rename, fsync dir); a damaged record in the middle keeps the
-// damaged file aside (deadletter.log.damaged-<unix time>) for the operator
-// and goes on with every record it could read. The store is bounded by
+// temp, fsync, rename, fsync dir); a record whose checksum fails is skipped
+// (the one after it is read), and the damaged file is kept aside
+// (deadletter.log.damaged-<unix time>) for the operator; a damaged length
+// ends the reading there. The store is bounded by
 // MaxBytes: an entry that does not fit is refused with ErrFull and the
 // bridge counts and logs it.
 //

@@ -324,8 +324,12 @@ func readFile(path string) (entries []Entry, nextID uint64, damaged bool, err er
 		}
 		body := data[off+recHeader : off+recHeader+n]
 		if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[off+4:]) {
+			// The body is damaged but its length may be right: skip it
+			// and go on with the next record (the copy kept aside still
+			// holds this one).
 			damaged = true
-			break
+			off += recHeader + n
+			continue
 		}
 		switch body[0] {
 		case kindEntry:

@@ -56,6 +56,11 @@ func TestStoreOnDisk(t *testing.T) {
 			b[len(b)-2] ^= 0xff
 			os.WriteFile(p, b, 0o600)
 		}, want: "a", damagedOut: true},
+		{name: "flipped byte in the first record: the one after it is kept", damage: func(t *testing.T, p string) {
+			b, _ := os.ReadFile(p)
+			b[recHeader+entryFixed] ^= 0xff // inside the first record's cause
+			os.WriteFile(p, b, 0o600)
+		}, want: "c", damagedOut: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
