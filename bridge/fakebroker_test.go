@@ -20,10 +20,11 @@ import (
 // fakeConn is the server side of one upstream connection, scripted by a
 // test with mochi's codec (server-side decoding and encoding).
 type fakeConn struct {
-	t   testing.TB
-	nc  net.Conn
-	br  *bufio.Reader
-	ver byte
+	t       testing.TB
+	nc      net.Conn
+	br      *bufio.Reader
+	ver     byte
+	connect packets.Packet // the CONNECT the bridge opened with
 }
 
 // read returns the next packet the bridge sent.
@@ -120,6 +121,7 @@ func newFakeBroker(t testing.TB) *fakeBroker {
 				nc.Close()
 				continue
 			}
+			fc.connect = pk
 			fb.accepts <- fc
 		}
 	}()

@@ -180,3 +180,37 @@ func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) 
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestServerKeepAliveAndAssignedID: the server's keepalive replaces ours
+// (pings come at its period), and an assigned client identifier is the one
+// the next CONNECT uses, so the server finds the session again.
+func TestServerKeepAliveAndAssignedID(t *testing.T) {
+	fb := newFakeBroker(t)
+	testBridge(t, fb.ln.Addr().String(), 5, func(o *Options) { o.Keepalive = 60 * time.Second })
+	fc := fb.next(t, 10*time.Second)
+	if err := fc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack},
+		Properties: packets.Properties{ServerKeepAlive: 1, ServerKeepAliveFlag: true, AssignedClientID: "srv-42"}}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		pk, err := fc.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pk.FixedHeader.Type == packets.Pingreq {
+			break
+		}
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("first PINGREQ after %s: the server's keepalive of 1 s was not used (ours is 60 s)", took)
+	}
+	fc.nc.Close()
+	if id := fc.connect.Connect.ClientIdentifier; id != "t" {
+		t.Fatalf("first CONNECT with client id %q, want ours", id)
+	}
+	fc2 := fb.next(t, 10*time.Second)
+	if id := fc2.connect.Connect.ClientIdentifier; id != "srv-42" {
+		t.Errorf("reconnect with client id %q, want the assigned srv-42", id)
+	}
+}
