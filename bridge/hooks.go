@@ -65,8 +65,15 @@ func (c *conn) onConnect(ctx context.Context) error {
 	if c.b.o.OnConnect == nil {
 		return nil
 	}
+	// Its QoS 1 publishes take the identifiers of messages never sent yet
+	// (as SUBSCRIBE does): a persistent session may still hold any sent,
+	// unfinished one, such as a QoS 2 message waiting for PUBREL.
+	c.b.mu.Lock()
+	base := pid(c.b.maxSent+1) - 1
+	c.b.mu.Unlock()
 	c.hmu.Lock()
 	c.hookAk = map[uint16]chan struct{}{}
+	c.hookID = base
 	c.hmu.Unlock()
 	context.AfterFunc(ctx, func() {
 		c.hmu.Lock()

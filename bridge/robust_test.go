@@ -121,9 +121,10 @@ func TestPubrelNotWrittenByCommitter(t *testing.T) {
 	}
 }
 
-// TestSubscribeIDNotInFlight: SUBSCRIBE must not take the packet id of a
-// message a persistent session may still hold (here a QoS 2 message of an
-// earlier run, id 1, which the old code reused for every SUBSCRIBE).
+// TestSubscribeIDNotInFlight: SUBSCRIBE (and an OnConnect QoS 1 publish)
+// must not take the packet id of a message a persistent session may still
+// hold (here a QoS 2 message of an earlier run, id 1, which the old code
+// reused for every SUBSCRIBE).
 func TestSubscribeIDNotInFlight(t *testing.T) {
 	dir := t.TempDir()
 	ob, err := outbox.Open(outbox.Options{Dir: dir})
@@ -139,7 +140,8 @@ func TestSubscribeIDNotInFlight(t *testing.T) {
 	defer ob.Close()
 	fb := newFakeBroker(t)
 	b := New(Options{Endpoints: []Endpoint{{Addr: fb.ln.Addr().String()}}, ClientID: "t", Outbox: ob, Keepalive: 30 * time.Second,
-		Rules: []Rule{{Pattern: "cmd/#", Direction: In, QoS: 1}}})
+		Rules: []Rule{{Pattern: "cmd/#", Direction: In, QoS: 1}},
+		OnConnect: func(pub func(string, []byte, byte, bool) error) { _ = pub("state/online", []byte("1"), 1, true) }})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = b.Run(ctx) }()
@@ -156,6 +158,17 @@ func TestSubscribeIDNotInFlight(t *testing.T) {
 		t.Fatalf("SUBSCRIBE uses packet id %d, held by an unfinished QoS 2 message", pk.PacketID)
 	}
 	if err := fc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback}, PacketID: pk.PacketID, ReasonCodes: []byte{1}}); err != nil {
+		t.Fatal(err)
+	}
+	// The OnConnect publish (QoS 1) must not take a held id either.
+	hook, err := fc.read()
+	if err != nil || hook.FixedHeader.Type != packets.Publish || hook.TopicName != "state/online" {
+		t.Fatalf("want the OnConnect PUBLISH: type %d %v", hook.FixedHeader.Type, err)
+	}
+	if hook.PacketID == pid(1) || hook.PacketID == pid(2) {
+		t.Fatalf("the OnConnect publish uses packet id %d, held by an unfinished QoS 2 message", hook.PacketID)
+	}
+	if err := fc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: hook.PacketID}); err != nil {
 		t.Fatal(err)
 	}
 	// Then the held messages go, with their own ids.
