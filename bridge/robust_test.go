@@ -140,7 +140,7 @@ func TestSubscribeIDNotInFlight(t *testing.T) {
 	defer ob.Close()
 	fb := newFakeBroker(t)
 	b := New(Options{Endpoints: []Endpoint{{Addr: fb.ln.Addr().String()}}, ClientID: "t", Outbox: ob, Keepalive: 30 * time.Second,
-		Rules: []Rule{{Pattern: "cmd/#", Direction: In, QoS: 1}},
+		Rules:     []Rule{{Pattern: "cmd/#", Direction: In, QoS: 1}},
 		OnConnect: func(pub func(string, []byte, byte, bool) error) { _ = pub("state/online", []byte("1"), 1, true) }})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
