@@ -18,7 +18,10 @@ import (
 // How: the bridge hands each message durably appended while the link is up
 // and a backlog drains to liveC as well; the sender takes from liveC before
 // the outbox's read cursor, and skips a message when the other path sent it
-// already in this session.
+// already in this session. With the outbox's memory window a QoS 1 message
+// appended while the link is up is durable (and so handed over) once it is
+// spilled, after SpillAfter (1 s by default): live messages go ahead of the
+// backlog about a second after they arrive.
 
 // liveDepth bounds liveC; a message that does not fit simply comes by the
 // backlog path, in log order.

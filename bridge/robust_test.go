@@ -19,8 +19,8 @@ import (
 func TestNoAckIsDeadLink(t *testing.T) {
 	fb := newFakeBroker(t)
 	b, ob, _ := testBridge(t, fb.ln.Addr().String(), 4, func(o *Options) {
-		o.Keepalive = 200 * time.Millisecond
-		o.AckTimeout = time.Second
+		o.Keepalive = time.Second // pings answered well within 1.5 s even on a loaded machine
+		o.AckTimeout = 2 * time.Second
 	})
 	appendN(t, ob, "r/t", 1, "one")
 	fc := fb.next(t, 10*time.Second)
