@@ -275,12 +275,12 @@ func (b *Bridge) Stats() Stats {
 	return s
 }
 
-// ErrRefused is a CONNACK refusal.
-type ErrRefused struct {
+// RefusedError is a CONNACK refusal.
+type RefusedError struct {
 	Code byte
 }
 
-func (e *ErrRefused) Error() string {
+func (e *RefusedError) Error() string {
 	switch e.Code {
 	case 1, 0x84:
 		return "the server refused the connection: unacceptable protocol version"
@@ -298,4 +298,4 @@ func (e *ErrRefused) Error() string {
 
 // ConnackCode is the CONNACK return (3.1.1) or reason (5) code; tlsdiag
 // recognises refusals by this method.
-func (e *ErrRefused) ConnackCode() byte { return e.Code }
+func (e *RefusedError) ConnackCode() byte { return e.Code }

@@ -273,7 +273,7 @@ func (c *conn) handshake() (sessionPresent bool, err error) {
 		return false, fmt.Errorf("the server answered CONNECT with %s instead of CONNACK", packetName(ack.FixedHeader.Type))
 	}
 	if ack.ReasonCode != 0 {
-		return false, &ErrRefused{Code: ack.ReasonCode}
+		return false, &RefusedError{Code: ack.ReasonCode}
 	}
 	if c.ver == 5 && ack.Properties.MaximumQos < 2 && ack.Properties.MaximumQosFlag {
 		c.maxQoS = ack.Properties.MaximumQos

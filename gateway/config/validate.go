@@ -76,9 +76,9 @@ func (c *Config) validate(report func(path, msg string)) {
 			c.validateTLS(report, "upstream.tls", u.TLS)
 		}
 		oneOf(report, "upstream.protocol", u.Protocol, "3.1.1", "5")
-		d(report, "upstream.keepalive", u.Keepalive)
-		d(report, "upstream.backoff_min", u.BackoffMin)
-		d(report, "upstream.backoff_max", u.BackoffMax)
+		checkDuration(report, "upstream.keepalive", u.Keepalive)
+		checkDuration(report, "upstream.backoff_min", u.BackoffMin)
+		checkDuration(report, "upstream.backoff_max", u.BackoffMax)
 		if u.Inflight < 1 || u.Inflight > 65535 {
 			report("upstream.inflight", fmt.Sprintf("%d is out of range: 1 to 65535 messages in flight", u.Inflight))
 		}
@@ -113,11 +113,11 @@ func (c *Config) validate(report func(path, msg string)) {
 	}
 
 	bf := &c.Buffer
-	size(report, "buffer.max_bytes", bf.MaxBytes)
-	size(report, "buffer.qos0_max_bytes", bf.QoS0MaxBytes)
-	size(report, "buffer.segment_bytes", bf.SegmentBytes)
-	d(report, "buffer.max_age", bf.MaxAge)
-	d(report, "buffer.fsync_interval", bf.FsyncInterval)
+	checkSize(report, "buffer.max_bytes", bf.MaxBytes)
+	checkSize(report, "buffer.qos0_max_bytes", bf.QoS0MaxBytes)
+	checkSize(report, "buffer.segment_bytes", bf.SegmentBytes)
+	checkDuration(report, "buffer.max_age", bf.MaxAge)
+	checkDuration(report, "buffer.fsync_interval", bf.FsyncInterval)
 	oneOf(report, "buffer.full_policy", bf.FullPolicy, "drop_oldest", "drop_newest", "block")
 	oneOf(report, "buffer.fsync", bf.Fsync, "always", "batch", "interval")
 	oneOf(report, "buffer.durability", bf.Durability, "memory", "disk")
@@ -227,13 +227,13 @@ func quoteList(s []string) string {
 	return strings.Join(q, ", ")
 }
 
-func d(report func(path, msg string), key string, v Duration) {
+func checkDuration(report func(path, msg string), key string, v Duration) {
 	if p := v.problem(); p != "" {
 		report(key, p)
 	}
 }
 
-func size(report func(path, msg string), key string, v Size) {
+func checkSize(report func(path, msg string), key string, v Size) {
 	if p := v.problem(); p != "" {
 		report(key, p)
 	}

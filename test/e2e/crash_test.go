@@ -14,7 +14,7 @@ import (
 	"github.com/edgegw/edgegw/internal/netproxy"
 )
 
-// TestCrashQoS1 is acceptance point 2 of issue 3: the real binary, with its
+// TestCrashQoS1 proves QoS 1 survives kill -9: the real binary, with its
 // data_dir kept, is killed with SIGKILL at random moments at least 50 times
 // while a local publisher streams QoS 1 messages (some kills with the link
 // cut or reset as well), and during backlog drains (the link cut while

@@ -11,7 +11,7 @@ import (
 	"github.com/edgegw/edgegw/internal/netproxy"
 )
 
-// TestFullBuffer is acceptance point 5 of issue 3: with a small buffer
+// TestFullBuffer proves each full_policy does what it says: with a small buffer
 // (max_bytes 256KiB, segment_bytes 64KiB, which the outbox lowers to an
 // eighth of max_bytes) and the link cut, a local QoS 1 publisher sends about
 // twice what fits, the link is restored, and each full_policy must do what

@@ -10,7 +10,7 @@ import (
 	"github.com/edgegw/edgegw/internal/netproxy"
 )
 
-// TestLinkCutsQoS1 is acceptance point 1 of issue 3: the gateway talks to a
+// TestLinkCutsQoS1 proves QoS 1 survives link cuts: the gateway talks to a
 // real Mosquitto with mutual TLS through a proxy that cuts (FIN), resets
 // (RST) and stalls the link at random moments, at least 200 times, while a
 // local publisher sends 20,000 QoS 1 messages on three topics. The upstream
