@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgegw/edgegw/internal/certs"
+	"github.com/edgegw/edgegw/internal/testenv"
 	"github.com/edgegw/edgegw/internal/tlsdiag"
 	"github.com/edgegw/edgegw/internal/tlsx"
 )
@@ -26,11 +27,7 @@ func ctx(t *testing.T) context.Context {
 
 func needTools(t *testing.T) {
 	t.Helper()
-	for _, tool := range []string{"mosquitto", "mosquitto_pub", "mosquitto_sub", "mosquitto_passwd", "openssl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not installed (apt-get install mosquitto mosquitto-clients openssl): %v", tool, err)
-		}
-	}
+	testenv.Tools(t, "mosquitto mosquitto-clients openssl", "mosquitto", "mosquitto_pub", "mosquitto_sub", "mosquitto_passwd", "openssl")
 }
 
 // mutualTLS is a mosquitto.conf demanding client certificates (mutual TLS).

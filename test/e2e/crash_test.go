@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgegw/edgegw/internal/mosquittotest"
 	"github.com/edgegw/edgegw/internal/netproxy"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 // TestCrashQoS1 proves QoS 1 survives kill -9: the real binary, with its
@@ -37,6 +38,7 @@ func TestCrashQoS1Spilling(t *testing.T) {
 // crashRun is the crash-and-cut run shared by QoS 1 and QoS 2; extra is
 // added to the gateway's configuration.
 func crashRun(t *testing.T, qos byte, extra string) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	streamKills, drainKills := 36, 14
 	rate := 600.0
 	if testing.Short() {

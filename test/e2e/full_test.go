@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgegw/edgegw/gateway"
 	"github.com/edgegw/edgegw/internal/netproxy"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 // TestFullBuffer proves each full_policy does what it says: with a small buffer
@@ -33,6 +34,7 @@ import (
 //     full, it stays connected — and after the link returns every message
 //     is acknowledged and arrives, 1..n in order.
 func TestFullBuffer(t *testing.T) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	const n = 2000 // ~290 bytes each on disk: about twice the 256KiB buffer
 	for _, policy := range []string{"drop_oldest", "drop_newest", "block"} {
 		t.Run(policy, func(t *testing.T) {
