@@ -27,7 +27,7 @@ type Pin struct {
 	wake      chan struct{} // ends one wait early, as a timeout would
 	armed     chan struct{} // closed once the driver asked for edges
 	armOnce   sync.Once
-	afterEdge bool          // touched only by the goroutine in WaitForEdge
+	afterEdge bool // touched only by the goroutine in WaitForEdge
 }
 
 var seq atomic.Int64
