@@ -103,6 +103,7 @@ type conn struct {
 	scratch bytes.Buffer
 	werr    error
 	flushC  chan struct{}
+	dl      deadlines // every deadline goes through it (deadline.go)
 
 	imu      sync.Mutex
 	inflight map[uint16]uint64 // packet id -> outbox seq
@@ -128,7 +129,11 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) (connected bool, err 
 		inflight: map[uint16]uint64{}, slots: make(chan struct{}, b.o.Inflight), maxQoS: 2,
 		subacked: make(chan struct{}), pendRel: map[uint16]bool{},
 	}
+	c.dl.nc = nc
+	// A stop during the handshake ends it now, not after connectTimeout.
+	stopHandshake := context.AfterFunc(ctx, func() { c.dl.limitTo(time.Unix(1, 0)) })
 	present, err := c.handshake()
+	stopHandshake()
 	if err != nil {
 		return false, err
 	}
@@ -152,7 +157,7 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) (connected bool, err 
 		}()
 	}
 	// Unblock reads and writes when the session ends.
-	stopWatch := context.AfterFunc(sctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	stopWatch := context.AfterFunc(sctx, func() { c.dl.limitTo(time.Unix(1, 0)) })
 	defer stopWatch()
 
 	run(c.reader)
@@ -254,7 +259,7 @@ func (c *conn) handshake() (sessionPresent bool, err error) {
 		pk.Connect.Password = o.Password
 	}
 	c.setWill(&pk)
-	c.nc.SetDeadline(time.Now().Add(connectTimeout))
+	c.dl.set(time.Now().Add(connectTimeout))
 	if err := c.write(pk); err != nil {
 		return false, err
 	}
@@ -268,7 +273,7 @@ func (c *conn) handshake() (sessionPresent bool, err error) {
 		}
 		return false, err
 	}
-	c.nc.SetDeadline(time.Time{})
+	c.dl.set(time.Time{})
 	if ack.FixedHeader.Type != packets.Connack {
 		return false, fmt.Errorf("the server answered CONNECT with %s instead of CONNACK", packetName(ack.FixedHeader.Type))
 	}
@@ -314,7 +319,7 @@ func (c *conn) flush() error {
 	if c.bw.Buffered() == 0 {
 		return nil
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.b.o.Keepalive + connectTimeout))
+	c.dl.setWrite(time.Now().Add(c.b.o.Keepalive + connectTimeout))
 	if err := c.bw.Flush(); err != nil {
 		c.werr = err
 		return err
@@ -354,8 +359,10 @@ func (c *conn) pinger(ctx context.Context) error {
 	}
 }
 
+// sendDisconnect says goodbye within a second, however stalled the link:
+// the flush cannot move its deadline past that.
 func (c *conn) sendDisconnect() {
-	c.nc.SetDeadline(time.Now().Add(time.Second))
+	c.dl.limitTo(time.Now().Add(time.Second))
 	c.wmu.Lock()
 	c.werr = nil
 	c.wmu.Unlock()
@@ -500,7 +507,7 @@ func (c *conn) reader(ctx context.Context) error {
 	b := c.b
 	idle := b.o.Keepalive + b.o.Keepalive/2
 	for {
-		c.nc.SetReadDeadline(time.Now().Add(idle))
+		c.dl.setRead(time.Now().Add(idle))
 		pk, err := readPacket(c.br, c.ver)
 		if err != nil {
 			if ctx.Err() != nil {
