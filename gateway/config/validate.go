@@ -5,6 +5,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/edgegw/edgegw/internal/topic"
 )
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -93,8 +95,8 @@ func (c *Config) validate(report func(path, msg string)) {
 			p := fmt.Sprintf("upstream.topic[%d]", i)
 			if t.Pattern == "" {
 				report(p+".pattern", "is required, e.g. \"readings/#\"")
-			} else if msg := checkFilter(t.Pattern); msg != "" {
-				report(p+".pattern", fmt.Sprintf("%q %s", t.Pattern, msg))
+			} else if err := topic.ValidFilter(t.Pattern); err != nil {
+				report(p+".pattern", fmt.Sprintf("%q is not a valid filter: %v", t.Pattern, err))
 			}
 			if t.Direction == "" {
 				u.Topics[i].Direction = "out"
@@ -239,19 +241,6 @@ func checkSize(report func(path, msg string), key string, v Size) {
 	}
 }
 
-// checkFilter returns "" for a valid MQTT topic filter, else what is wrong.
-func checkFilter(f string) string {
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
-			return "is not a valid filter: # must be a whole level and the last one"
-		}
-		if strings.Contains(l, "+") && l != "+" {
-			return "is not a valid filter: + must be a whole level"
-		}
-	}
-	return ""
-}
 
 // checkTopic returns "" for a valid MQTT topic name, else what is wrong.
 func checkTopic(t string) string {
