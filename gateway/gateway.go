@@ -41,6 +41,11 @@
 // A component added later is one line in (*running).steps, at the place its
 // stop must come in the reverse order.
 //
+// Concurrency: Run owns every goroutine it starts, through its steps; each
+// stop waits for its goroutines (or is abandoned at its budget, with an
+// error naming it). A publish waiting for space under full_policy "block"
+// is released by the first stop ("outbox waits").
+//
 // Concurrency of device supervision and ops. Each device has one
 // supervisor goroutine (device.go) that runs the driver, turns a panic into
 // an error and restarts it with a backoff of 250 ms to 10 s; it blocks only
