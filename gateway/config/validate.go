@@ -241,7 +241,6 @@ func checkSize(report func(path, msg string), key string, v Size) {
 	}
 }
 
-
 // checkTopic returns "" for a valid MQTT topic name, else what is wrong.
 func checkTopic(t string) string {
 	if strings.ContainsAny(t, "+#") {
