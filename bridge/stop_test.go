@@ -33,13 +33,13 @@ func TestStopOnStalledLink(t *testing.T) {
 		}},
 		{"idle link, then the upstream stops reading", 0, func(t *testing.T, server net.Conn, ready chan<- struct{}) {
 			readConnect(t, bufio.NewReader(server))
-			connack(t, server)
+			sendConnack(t, server)
 			close(ready) // nothing more is read: the DISCONNECT finds no reader
 		}},
 		{"stops reading in the middle of a backlog", 200, func(t *testing.T, server net.Conn, ready chan<- struct{}) {
 			br := bufio.NewReader(server)
 			readConnect(t, br)
-			connack(t, server)
+			sendConnack(t, server)
 			// Take the first PUBLISH, then read nothing more: the rest of
 			// the backlog and the DISCONNECT find no reader.
 			if _, err := readPacket(br, 4); err != nil {
@@ -93,8 +93,8 @@ func TestStopOnStalledLink(t *testing.T) {
 	}
 }
 
-// connack accepts the connection.
-func connack(t *testing.T, server net.Conn) {
+// sendConnack accepts the connection.
+func sendConnack(t *testing.T, server net.Conn) {
 	t.Helper()
 	var buf bytes.Buffer
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: 4}
