@@ -371,7 +371,7 @@ func q2(topic, payload string) outbox.Message {
 var (
 	outRules  = []Rule{{Pattern: "r/#", Direction: Out, QoS: 2}}
 	bothRules = []Rule{{Pattern: "r/#", Direction: Out, QoS: 2}, {Pattern: "cmd/#", Direction: In, QoS: 2, RemotePrefix: "site/", LocalPrefix: ""}}
-	ok       = connack(false, 0)
+	ok        = connack(false, 0)
 )
 
 func TestSessionScripted(t *testing.T) {
