@@ -114,8 +114,10 @@ type Gateway struct {
 
 	ops ops // systemd notify and watchdog, liveness, HTTP, clock (ops.go)
 
-	// stopTrace, when set, sees each step's stop as it ends (tests).
-	stopTrace func(step string, took time.Duration, err error)
+	// stopTrace, when set, sees each step's stop as it ends, and stopBudget
+	// replaces the default stop budget (tests).
+	stopTrace  func(step string, took time.Duration, err error)
+	stopBudget time.Duration
 }
 
 // Build checks everything that can be checked without starting: each

@@ -32,6 +32,8 @@ const stopBudget = 3 * time.Second
 type lifecycle struct {
 	log   *slog.Logger
 	stops []pushed
+	// budget is the default stop budget (0: stopBudget).
+	budget time.Duration
 	// trace, when set, sees each stop as it ends (tests assert the order).
 	trace func(name string, took time.Duration, err error)
 }
@@ -52,6 +54,9 @@ func (l *lifecycle) start(ctx context.Context, s step) error {
 	l.log.Debug("started", "step", s.name, "took", time.Since(t0).Round(time.Microsecond))
 	if stop != nil {
 		b := s.budget
+		if b <= 0 {
+			b = l.budget
+		}
 		if b <= 0 {
 			b = stopBudget
 		}

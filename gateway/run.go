@@ -48,7 +48,7 @@ func (r *running) steps() []step {
 func (g *Gateway) Run(ctx context.Context) (err error) {
 	g.initOps()
 	r := &running{g: g}
-	life := &lifecycle{log: g.log.With("component", "lifecycle"), trace: g.stopTrace}
+	life := &lifecycle{log: g.log.With("component", "lifecycle"), trace: g.stopTrace, budget: g.stopBudget}
 	defer func() {
 		if serr := life.stop(); serr != nil {
 			if err == nil {

@@ -148,6 +148,8 @@ func mqttClient(t *testing.T, addr, id, filter string) net.Conn {
 // the driver that ignores its context, which is abandoned after the devices
 // step's budget and named in the log).
 func TestStopInEveryState(t *testing.T) {
+	// Every healthy stop below takes milliseconds, so a short budget tells
+	// them from a hang without waiting the production 3 s.
 	withUpstream := []string{"outbox waits", "devices", "uplink", "ops", "ecosystem", "broker", "outbox", "data_dir"}
 	cases := []struct {
 		name string
@@ -188,7 +190,7 @@ func TestStopInEveryState(t *testing.T) {
 				})
 			},
 			order:   withUpstream,
-			maxStop: 2 * time.Second, // without the release it hangs until the devices budget (3 s) abandons them
+			maxStop: testStopBudget * 8 / 10, // without the release it hangs until the devices budget abandons them
 		},
 		{
 			name:     "upstream accepts TCP and never answers CONNECT",
@@ -273,6 +275,7 @@ func TestStopInEveryState(t *testing.T) {
 			set.getenv = func(string) string { return "" }
 			set.hup = make(chan os.Signal, 1)
 			g.ops.set = set
+			g.stopBudget = testStopBudget
 			var mu sync.Mutex
 			var order []string
 			g.stopTrace = func(step string, took time.Duration, err error) {
@@ -335,6 +338,9 @@ func TestStopInEveryState(t *testing.T) {
 		})
 	}
 }
+
+// testStopBudget is the stop budget of TestStopInEveryState.
+const testStopBudget = time.Second
 
 // awaitReadings waits until the gateway has published n readings.
 func awaitReadings(t *testing.T, g *Gateway, n uint64) {
