@@ -123,8 +123,8 @@ func (c *Config) validate(report func(path, msg string)) {
 	oneOf(report, "buffer.full_policy", bf.FullPolicy, "drop_oldest", "drop_newest", "block")
 	oneOf(report, "buffer.fsync", bf.Fsync, "always", "batch", "interval")
 	oneOf(report, "buffer.durability", bf.Durability, "memory", "disk")
-	d(report, "buffer.spill_after", bf.SpillAfter)
-	size(report, "buffer.memory_bytes", bf.MemoryBytes)
+	checkDuration(report, "buffer.spill_after", bf.SpillAfter)
+	checkSize(report, "buffer.memory_bytes", bf.MemoryBytes)
 	if bf.SpillAfter.err == nil && bf.SpillAfter.Duration <= 0 {
 		report("buffer.spill_after", fmt.Sprintf("%q must be above zero, e.g. \"1s\"", bf.SpillAfter.raw))
 	}
