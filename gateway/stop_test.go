@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/edgegw/edgegw/devices"
 	"github.com/edgegw/edgegw/gateway/config"
 )
@@ -85,7 +83,7 @@ func startFakeUpstream(t *testing.T, connack bool) *fakeUpstream {
 				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 				buf := make([]byte, 512)
 				if _, err := c.Read(buf); err == nil { // the CONNECT (small, one read)
-					_, _ = c.Write([]byte{packets.Connack << 4, 2, 0, 0})
+					_, _ = c.Write([]byte{0x20, 2, 0, 0}) // CONNACK, accepted
 				}
 			}
 		}
@@ -118,24 +116,19 @@ func mqttClient(t *testing.T, addr, id, filter string) net.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	// MQTT 3.1.1 CONNECT (clean session, keepalive 60 s), then SUBSCRIBE.
+	str := func(v string) []byte { return append([]byte{byte(len(v) >> 8), byte(len(v))}, v...) }
+	packet := func(header byte, body []byte) []byte { return append([]byte{header, byte(len(body))}, body...) }
 	var buf bytes.Buffer
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
-		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 60, ClientIdentifier: id}}
-	if err := pk.ConnectEncode(&buf); err != nil {
-		t.Fatal(err)
-	}
+	buf.Write(packet(0x10, append(append(str("MQTT"), 4, 0x02, 0, 60), str(id)...)))
 	if filter != "" {
-		sub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, ProtocolVersion: 4, PacketID: 1,
-			Filters: packets.Subscriptions{{Filter: filter, Qos: 1}}}
-		if err := sub.SubscribeEncode(&buf); err != nil {
-			t.Fatal(err)
-		}
+		buf.Write(packet(0x82, append(append([]byte{0, 1}, str(filter)...), 1)))
 	}
 	if _, err := c.Write(buf.Bytes()); err != nil {
 		t.Fatal(err)
 	}
 	ack := make([]byte, 4)
-	if _, err := c.Read(ack); err != nil || ack[0]>>4 != packets.Connack || ack[3] != 0 {
+	if _, err := c.Read(ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
 		t.Fatalf("local broker did not accept %s: % x, %v", id, ack, err)
 	}
 	_ = c.SetDeadline(time.Time{})
