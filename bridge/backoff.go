@@ -33,7 +33,7 @@ const (
 )
 
 func (e sessionEnd) kind() endKind {
-	var ref *ErrRefused
+	var ref *RefusedError
 	switch {
 	case !e.connected && errors.As(e.err, &ref):
 		return endRefused

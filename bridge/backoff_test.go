@@ -12,7 +12,7 @@ import (
 // random part pinned to its smallest (0) and largest (n-1) value.
 func TestBackoffPolicy(t *testing.T) {
 	const lo, hi = 100 * time.Millisecond, 2 * time.Second
-	refused := &ErrRefused{Code: 5}
+	refused := &RefusedError{Code: 5}
 	cases := []struct {
 		name     string
 		ends     []sessionEnd

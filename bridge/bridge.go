@@ -12,6 +12,20 @@
 // bolting the outbox onto it would mean two stores that can disagree after a
 // crash. Here the identifier is a pure function of the outbox sequence number
 // (see pid), and the only per-message state written is the outbox itself.
+//
+// Concurrency: Accept runs on the local publisher's goroutine (the broker's
+// or a device's). It never waits on the network; under full_policy "block"
+// it waits for outbox space until Close releases it. Its done callback runs
+// on the outbox committer and must return at once. Run owns one session at a
+// time; a session's reader, flusher, pinger and senders are joined before
+// the next connection is dialled, and every deadline on the connection goes
+// through one limit (deadline.go) so a stop is bounded. wmu guards the write
+// buffer and is held by the flusher across the network write: anything that
+// writes (write) can wait for the network, so code on the committer must not
+// write directly — the PUBREL after MarkReleased still does, which on a
+// slow uplink delays the committer. Deliver runs on the reader goroutine and
+// must return quickly: while it runs nothing is read from upstream. Stats
+// reads atomics and copies under mu only.
 package bridge
 
 import (

@@ -9,14 +9,14 @@ import (
 	"time"
 )
 
-// ErrRefused is a CONNACK refusal.
-type ErrRefused struct {
+// RefusedError is a CONNACK refusal.
+type RefusedError struct {
 	Code    byte
 	Version byte   // 4 or 5
 	Reason  string // MQTT 5 reason string, if the server sent one
 }
 
-func (e *ErrRefused) Error() string {
+func (e *RefusedError) Error() string {
 	var s string
 	switch e.Code {
 	case 1, 0x84:
@@ -44,7 +44,7 @@ func (e *ErrRefused) Error() string {
 
 // ConnackCode is the CONNACK return (3.1.1) or reason (5) code; tlsdiag
 // recognises refusals by this method.
-func (e *ErrRefused) ConnackCode() byte { return e.Code }
+func (e *RefusedError) ConnackCode() byte { return e.Code }
 
 // ErrNoConnack says that TCP (and TLS, on a TLS endpoint) worked but the
 // server did not answer CONNECT with a CONNACK: it closed, sent something

@@ -48,7 +48,7 @@ func (c *conn) publishWill() {
 	c.wmu.Lock()
 	c.werr = nil
 	c.wmu.Unlock()
-	c.nc.SetDeadline(time.Now().Add(time.Second))
+	c.dl.limitTo(time.Now().Add(time.Second)) // bounded like the DISCONNECT (deadline.go)
 	// QoS 0 on purpose: no PUBACK can be awaited now (the reader has
 	// stopped); TCP delivers it before the DISCONNECT that follows.
 	_ = c.write(packets.Packet{

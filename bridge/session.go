@@ -98,7 +98,7 @@ func (b *Bridge) explain(err error, addr string, connected bool) string {
 		return err.Error()
 	}
 	cause := b.o.Explain(err, addr)
-	var ref *ErrRefused
+	var ref *RefusedError
 	if errors.As(err, &ref) && ref.Reason != "" {
 		cause += fmt.Sprintf(" (the server said %q)", ref.Reason)
 	}
@@ -117,6 +117,7 @@ type conn struct {
 	scratch bytes.Buffer
 	werr    error
 	flushC  chan struct{}
+	dl      deadlines // every deadline goes through it (deadline.go)
 
 	imu      sync.Mutex
 	inflight map[uint16]outbox.Message // packet id -> message
@@ -160,7 +161,11 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) sessionEnd {
 		inflight: map[uint16]outbox.Message{},
 		subacked: make(chan struct{}), pendRel: map[uint16]bool{},
 	}
+	c.dl.nc = nc
+	// A stop during the handshake ends it now, not after connectTimeout.
+	stopHandshake := context.AfterFunc(ctx, func() { c.dl.limitTo(time.Unix(1, 0)) })
 	present, err := c.handshake()
+	stopHandshake()
 	if err != nil {
 		return sessionEnd{err: err}
 	}
@@ -189,7 +194,7 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) sessionEnd {
 		}()
 	}
 	// Unblock reads and writes when the session ends.
-	stopWatch := context.AfterFunc(sctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	stopWatch := context.AfterFunc(sctx, func() { c.dl.limitTo(time.Unix(1, 0)) })
 	defer stopWatch()
 
 	run(c.reader)
@@ -304,7 +309,7 @@ func (c *conn) handshake() (sessionPresent bool, err error) {
 		pk.Connect.Password = o.Password
 	}
 	c.setWill(&pk)
-	c.nc.SetDeadline(time.Now().Add(o.ConnectTimeout))
+	c.dl.set(time.Now().Add(o.ConnectTimeout))
 	if err := c.write(pk); err != nil {
 		return false, err
 	}
@@ -321,12 +326,12 @@ func (c *conn) handshake() (sessionPresent bool, err error) {
 		}
 		return false, &ErrNoConnack{Version: c.ver, Err: err, Waited: o.ConnectTimeout}
 	}
-	c.nc.SetDeadline(time.Time{})
+	c.dl.set(time.Time{})
 	if ack.FixedHeader.Type != packets.Connack {
 		return false, &ErrNoConnack{Version: c.ver, Got: packetName(ack.FixedHeader.Type)}
 	}
 	if ack.ReasonCode != 0 {
-		return false, &ErrRefused{Code: ack.ReasonCode, Version: c.ver, Reason: ack.Properties.ReasonString}
+		return false, &RefusedError{Code: ack.ReasonCode, Version: c.ver, Reason: ack.Properties.ReasonString}
 	}
 	c.lim = limitsOf(ack, c.ver, o.Keepalive)
 	c.lim.log(c.b.log, o)
@@ -374,7 +379,7 @@ func (c *conn) flush() error {
 	if ka <= 0 {
 		ka = c.b.o.Keepalive
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(ka + c.b.o.ConnectTimeout))
+	c.dl.setWrite(time.Now().Add(ka + c.b.o.ConnectTimeout))
 	if err := c.bw.Flush(); err != nil {
 		c.werr = err
 		return err
@@ -447,8 +452,10 @@ func (c *conn) releaser(ctx context.Context) error {
 	}
 }
 
+// sendDisconnect says goodbye within a second, however stalled the link:
+// the flush cannot move its deadline past that.
 func (c *conn) sendDisconnect() {
-	c.nc.SetDeadline(time.Now().Add(time.Second))
+	c.dl.limitTo(time.Now().Add(time.Second))
 	c.wmu.Lock()
 	c.werr = nil
 	c.wmu.Unlock()
@@ -714,7 +721,7 @@ func (c *conn) reader(ctx context.Context) error {
 	b := c.b
 	idle := c.lim.keepalive + c.lim.keepalive/2
 	for {
-		c.nc.SetReadDeadline(time.Now().Add(idle))
+		c.dl.setRead(time.Now().Add(idle))
 		pk, err := readPacket(c.br, c.ver)
 		if err != nil {
 			if ctx.Err() != nil {

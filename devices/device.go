@@ -32,6 +32,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // Device is one configured device: a reader, a sensor or an actuator.
@@ -92,4 +94,16 @@ type Env struct {
 	Logger *slog.Logger
 	// Board is the name of the board profile in use ("" when unknown).
 	Board string
+	// Clock, when set, is the driver's time source for timestamps, timers
+	// and debouncing (tests pass a fake one); nil means the real clock.
+	// Drivers that take it say so.
+	Clock clockwork.Clock
+}
+
+// ClockOrReal is e.Clock, or the real clock when none was given.
+func (e Env) ClockOrReal() clockwork.Clock {
+	if e.Clock == nil {
+		return clockwork.NewRealClock()
+	}
+	return e.Clock
 }

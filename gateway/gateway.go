@@ -1,8 +1,54 @@
-// Package gateway runs edgegw: it builds the parts from a checked
-// configuration and runs them with one life each (build → start → stop), in
-// the order the data flows backwards: the outbox and local broker first, then
-// the bridge, then the devices; on shutdown the devices stop first and the
-// outbox is closed last, so nothing accepted is left half-written.
+// Package gateway runs edgegw: Build makes every part from a checked
+// configuration without I/O; Run starts them in named steps, each of which
+// pushes its stop onto one list, and on the way out stops that list
+// backwards. Each stop is bounded (3 s by default, the outbox 10 s): one that
+// takes longer is abandoned with an error naming it, so a stop finishes in
+// bounded time in every state (uplink down, a full buffer under
+// full_policy = "block", a stalled upstream, a device driver that ignores
+// its context, local clients connected) and stays under the unit's
+// TimeoutStopSec.
+//
+// Start order (lifecycle: run.go):
+//
+//  1. data_dir: the directory and the per-device sequence numbers.
+//  2. outbox: opened first, because the broker hands it messages as soon
+//     as it listens.
+//  3. deadletter: the store of messages the upstream refused for good
+//     (the gateway runs without it if it cannot be opened).
+//  4. bridge: the local broker and the bridge are made (no I/O) and the
+//     bridge is hooked into the broker.
+//  5. broker: the local broker listens (or connects to the external one).
+//  6. ecosystem: availability, Home Assistant discovery, Sparkplug.
+//  7. ops: systemd notify and watchdog, liveness probe, health and metrics.
+//  8. uplink: the upstream session, the dead-letter request service and
+//     the certificate watch.
+//  9. devices: the drivers under their supervisors, and their commands.
+// 10. outbox waits: nothing starts; see its stop.
+//
+// Stop order, the reverse:
+//
+//  1. outbox waits: every wait for outbox space ends, so a device or a local
+//     publisher held back by a full buffer under "block" returns at once
+//     (what it was publishing is refused and counted, not acknowledged).
+//  2. devices: cancelled; every driver has returned (a gpio_out has driven
+//     its safe state) before anything they publish into stops.
+//  3. uplink: DISCONNECT within a second however stalled the link; what is
+//     not acknowledged stays in the outbox.
+//  4. ops: STOPPING=1 was sent when the stop began; the HTTP endpoint closes.
+//  5. ecosystem: its subscriptions end.
+//  6. broker: local clients are disconnected; nothing new comes in.
+//  7. deadletter: closed once nothing (bridge, request service) uses it.
+//  8. outbox: what is queued is written and fsynced, then the files close.
+//  9. data_dir: the sequence numbers are saved and the data_dir lock is
+//     released.
+//
+// A component added later is one line in (*running).steps, at the place its
+// stop must come in the reverse order.
+//
+// Concurrency: Run owns every goroutine it starts, through its steps; each
+// stop waits for its goroutines (or is abandoned at its budget, with an
+// error naming it). A publish waiting for space under full_policy "block"
+// is released by the first stop ("outbox waits").
 //
 // Concurrency of device supervision and ops. Each device has one
 // supervisor goroutine (device.go) that runs the driver, turns a panic into
@@ -28,25 +74,19 @@
 package gateway
 
 import (
-	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/edgegw/edgegw/boards"
 	"github.com/edgegw/edgegw/bridge"
-	"github.com/edgegw/edgegw/bridge/deadletter"
 	"github.com/edgegw/edgegw/bridge/outbox"
 	"github.com/edgegw/edgegw/broker"
 	"github.com/edgegw/edgegw/devices"
 	"github.com/edgegw/edgegw/gateway/config"
 	"github.com/edgegw/edgegw/internal/ratelog"
-	"github.com/edgegw/edgegw/internal/tlsdiag"
 	"github.com/edgegw/edgegw/internal/tlsx"
 )
 
@@ -77,6 +117,11 @@ type Gateway struct {
 	LogLevel *slog.LevelVar
 
 	ops ops // systemd notify and watchdog, liveness, HTTP, clock (ops.go)
+
+	// stopTrace, when set, sees each step's stop as it ends, and stopBudget
+	// replaces the default stop budget (tests).
+	stopTrace  func(step string, took time.Duration, err error)
+	stopBudget time.Duration
 }
 
 // Build checks everything that can be checked without starting: each
@@ -177,228 +222,6 @@ func normVersion(v string) string {
 		return "1.3"
 	}
 	return "1.2"
-}
-
-// Run starts everything and runs until ctx ends, then stops in order.
-func (g *Gateway) Run(ctx context.Context) (err error) {
-	cfg := g.cfg
-	log := g.log
-	g.initOps()
-	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o750); err != nil {
-		return fmt.Errorf("gateway: data_dir: %w", err)
-	}
-	seqs, err := openSeqStore(cfg.Gateway.DataDir)
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	defer func() {
-		if cerr := seqs.close(); cerr != nil && err == nil {
-			err = fmt.Errorf("gateway: %w", cerr)
-		}
-	}()
-
-	// The outbox first: the broker hands it messages as soon as it listens.
-	var ob *outbox.Outbox
-	var ring *outbox.Ring
-	var dl *deadletter.Store
-	if cfg.Upstream != nil {
-		full, _ := outbox.ParseFullPolicy(cfg.Buffer.FullPolicy)
-		fs, _ := outbox.ParseFsyncMode(cfg.Buffer.Fsync)
-		dur, _ := outbox.ParseDurability(cfg.Buffer.Durability)
-		start := time.Now()
-		ob, err = outbox.Open(outbox.Options{
-			Dir:           filepath.Join(cfg.Gateway.DataDir, "outbox"),
-			SegmentBytes:  cfg.Buffer.SegmentBytes.Bytes,
-			MaxBytes:      cfg.Buffer.MaxBytes.Bytes,
-			MaxAge:        cfg.Buffer.MaxAge.Duration,
-			Full:          full,
-			Fsync:         fs,
-			FsyncInterval: cfg.Buffer.FsyncInterval.Duration,
-			Durability:    dur,
-			SpillAfter:    cfg.Buffer.SpillAfter.Duration,
-			MemoryBytes:   cfg.Buffer.MemoryBytes.Bytes,
-			Logger:        log.With("component", "outbox"),
-		})
-		if err != nil {
-			return fmt.Errorf("gateway: %w", err)
-		}
-		defer func() {
-			if cerr := ob.Close(); cerr != nil && err == nil {
-				err = fmt.Errorf("gateway: %w", cerr)
-			}
-		}()
-		st := ob.Stats()
-		log.Info("outbox open", "backlog", st.Messages, "backlog_bytes", st.Bytes, "took", time.Since(start).Round(time.Millisecond))
-		ring = outbox.NewRing(int(cfg.Buffer.QoS0MaxBytes.Bytes))
-		var dlErr error
-		dl, dlErr = deadletter.Open(deadletter.Options{Dir: DeadLetterDir(cfg.Gateway.DataDir)})
-		switch {
-		case dlErr != nil:
-			// The rest of the gateway does not depend on it: run without.
-			log.Error("the dead-letter store cannot be opened; messages the upstream broker refuses for good are dropped and counted", "error", dlErr)
-			dl = nil
-		case dl.Damaged() != "":
-			log.Error("the dead-letter store had a damaged record; the entries before it are kept and the damaged file is kept aside", "file", dl.Damaged())
-		}
-		if dl != nil {
-			defer dl.Close()
-			if n := dl.Stats().Entries; n > 0 {
-				log.Warn("messages the upstream broker refused are waiting in the dead-letter store (edgegw deadletter list)", "entries", n)
-			}
-		}
-	}
-
-	bk, err := g.newLocalBroker()
-	if err != nil {
-		return err
-	}
-	eco := g.newEcosystem(bk)
-	var br *bridge.Bridge
-	if cfg.Upstream != nil {
-		u := cfg.Upstream
-		clientID := u.ClientID
-		if clientID == "" {
-			clientID = "edgegw-" + cfg.Gateway.ID
-		}
-		version := byte(4)
-		if u.Protocol == "5" {
-			version = 5
-		}
-		var password []byte
-		if u.PasswordFile != "" {
-			if password, err = tlsx.ReadPassword(u.PasswordFile); err != nil {
-				return fmt.Errorf("gateway: upstream.password_file: %w", err)
-			}
-		}
-		tlsOpts := g.tlsOpts
-		blog := log.With("component", "bridge")
-		br = bridge.New(bridge.Options{
-			Endpoints:      g.eps,
-			TLS:            func() (*tls.Config, error) { return tlsx.ClientConfig(tlsOpts, blog) },
-			ClientID:       clientID,
-			Username:       u.Username,
-			Password:       password,
-			CleanSession:   u.CleanSession,
-			Keepalive:      u.Keepalive.Duration,
-			Version:        version,
-			Inflight:       u.Inflight,
-			ReplayRate:     u.ReplayRate,
-			MaxPayload:     int(u.MaxPayload.Bytes),
-			BackoffMin:     u.BackoffMin.Duration,
-			BackoffMax:     u.BackoffMax.Duration,
-			ConnectTimeout: u.ConnectTimeout.Duration,
-			LiveFirst:      u.LiveFirst,
-			Rules:          g.rules,
-			Dial:           beatDialer(g.ops.bridgeHeart),
-			Outbox:         ob,
-			QoS0:           ring,
-			DeadLetter:     dl,
-			Deliver: func(topic string, payload []byte, qos byte, retain bool) error {
-				return bk.Deliver(broker.Message{Topic: topic, Payload: payload, QoS: qos, Retain: retain})
-			},
-			Explain: func(err error, addr string) string {
-				cause, hint := tlsdiag.ExplainSession(err, tlsOpts, addr, tlsdiag.Session{Version: version, Username: u.Username})
-				if hint != "" {
-					return cause + " — " + hint
-				}
-				return cause
-			},
-			Logger:    blog,
-			Will:      eco.will(),
-			OnConnect: eco.onConnect(),
-		})
-		defer br.Close()
-		bk.SetInterceptor(interceptor{br})
-	}
-	if err := bk.Start(); err != nil {
-		return err
-	}
-	defer bk.Close()
-	stopEco, err := eco.start(ctx)
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	defer stopEco()
-	g.mu.Lock()
-	g.broker, g.bridge, g.outbox, g.eco = bk, br, ob, eco
-	g.mu.Unlock()
-	stopOps, err := g.startOps(ctx, bk)
-	if err != nil {
-		return err
-	}
-	defer stopOps()
-
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	bctx, stopBridge := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBridge()
-	if br != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = br.Run(bctx)
-		}()
-		if dl != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				serveDeadLetters(bctx, dl, ob, log.With("component", "deadletter"))
-			}()
-		}
-		if cfg.Upstream.TLS != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				g.watchCerts(bctx, g.tlsOpts)
-			}()
-		}
-	}
-
-	dctx, stopDevices := context.WithCancel(ctx)
-	var dwg sync.WaitGroup
-	for _, d := range g.devices {
-		last, skipped, err := seqs.open(d.name)
-		if err != nil {
-			stopDevices()
-			dwg.Wait()
-			return fmt.Errorf("gateway: %w", err)
-		}
-		if skipped {
-			d.log.Warn("the gateway did not stop cleanly (kill, crash or power cut); seq resumes after the numbers it had reserved, so no number repeats, and readings that were only in memory are lost: the gap in seq shows them", "resumes_at", last+1, "max_gap", powerLossSkip)
-		}
-		d.seqs, d.gwID, d.bk = seqs, cfg.Gateway.ID, bk
-		d.avail.notify = eco.deviceNotify(d.name)
-		dwg.Add(1)
-		go func() {
-			defer dwg.Done()
-			d.supervise(dctx)
-		}()
-		if cmd, ok := d.dev.(devices.Commander); ok {
-			cancel, err := d.subscribeCommands(dctx, &dwg, bk, cmd)
-			if err != nil {
-				log.Warn("commands for this device are off", "device", d.name, "error", err)
-			} else {
-				defer cancel()
-			}
-		}
-	}
-	g.mu.Lock()
-	g.ready = true
-	g.mu.Unlock()
-	log.Info("edgegw running", "gateway", cfg.Gateway.ID, "devices", len(g.devices), "broker", bk.Addr("tcp"), "upstream", endpointsString(g.eps))
-	if g.Ready != nil {
-		g.Ready()
-	}
-	g.notifyReady()
-
-	<-ctx.Done()
-	log.Info("stopping")
-	stopDevices()
-	dwg.Wait()
-	// Devices are quiet; give the bridge a moment to pass on what is in
-	// flight, then stop it. What is not acknowledged stays in the outbox.
-	stopBridge()
-	return nil
 }
 
 func endpointsString(eps []bridge.Endpoint) string {

@@ -92,7 +92,7 @@
 //
 // # Why our own log
 //
-// The issue prefers a well-kept library where it fits. We measured
+// We prefer a well-kept library where one fits, so we measured
 // github.com/tidwall/wal v1.1.8 and go.etcd.io/bbolt v1.4.0 against this
 // log in a scratch module on this machine (2 shared vCPU, ext4 on virtio;
 // disk bytes from /proc/self/io write_bytes, i.e. what reaches the block

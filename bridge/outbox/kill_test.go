@@ -153,6 +153,10 @@ func runKilledChild(t *testing.T, kind, dir, fsync string, round int, delay time
 }
 
 func testKill9(t *testing.T, kind, fsync string, rounds int, maxDelay time.Duration) {
+	short := testing.Short()
+	if short {
+		rounds = min(rounds, 8) // the unit tier: the same check, fewer kills
+	}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -161,6 +165,9 @@ func testKill9(t *testing.T, kind, fsync string, rounds int, maxDelay time.Durat
 	var reported, checked int
 	for round := 0; round < rounds; round++ {
 		delay := time.Duration(rng.Int64N(int64(maxDelay)))
+		if short {
+			delay = maxDelay/2 + delay/2 // fewer rounds: each one long enough to report
+		}
 		rep := runKilledChild(t, kind, dir, fsync, round, delay)
 		reported += len(rep.appended)
 

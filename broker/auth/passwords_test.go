@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/edgegw/edgegw/broker/auth"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 // sixLine makes a $6$ entry by hand: SHA-512 of password then salt.
@@ -23,6 +24,7 @@ func sixLine(user, password string) string {
 
 func mosquittoPasswd(t *testing.T, args ...string) {
 	t.Helper()
+	testenv.Tools(t, "mosquitto", "mosquitto_passwd")
 	if out, err := exec.Command("mosquitto_passwd", args...).CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd %v: %v\n%s", args, err, out)
 	}

@@ -118,7 +118,7 @@ func publish(t *testing.T, c paho.Client, topic string, qos byte) {
 	}
 }
 
-// TestBrokerEnforcesPasswordsAndACL is acceptance 4: a password file made
+// TestBrokerEnforcesPasswordsAndACL: a password file made
 // by mosquitto_passwd and a Mosquitto-syntax ACL, enforced by a real
 // embedded broker for real paho clients.
 func TestBrokerEnforcesPasswordsAndACL(t *testing.T) {

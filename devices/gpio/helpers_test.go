@@ -2,32 +2,46 @@ package gpio
 
 import (
 	"context"
-	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/jonboulle/clockwork"
 	pgpio "periph.io/x/conn/v3/gpio"
-	"periph.io/x/conn/v3/gpio/gpioreg"
-	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"github.com/edgegw/edgegw/devices"
+	"github.com/edgegw/edgegw/devices/gpio/gpiofake"
 )
 
-var pinSeq atomic.Int64
+// line is a fake GPIO line and the fake clock its driver runs on.
+type line struct {
+	*gpiofake.Pin
+	clock *clockwork.FakeClock
+}
 
-// fakePin registers a periph fake pin under a fresh name and removes it when
+// fakePin registers a fake line on a fresh fake clock; it is removed when
 // the test ends.
-func fakePin(t *testing.T) *gpiotest.Pin {
+func fakePin(t *testing.T) *line {
 	t.Helper()
-	n := pinSeq.Add(1)
-	p := &gpiotest.Pin{N: fmt.Sprintf("TEST_GPIO_%d", n), Num: int(1000 + n), EdgesChan: make(chan pgpio.Level)}
-	if err := gpioreg.Register(p); err != nil {
-		t.Fatal(err)
+	c := clockwork.NewFakeClock()
+	return &line{Pin: gpiofake.New(t, c), clock: c}
+}
+
+// build builds a driver for this line, on its fake clock.
+func (l *line) build(t *testing.T, typ, src string) devices.Device {
+	t.Helper()
+	return buildEnv(t, typ, src, devices.Env{Name: "t", Clock: l.clock})
+}
+
+// waiting returns once n timers are pending on the line's clock (the driver
+// is blocked until one fires), failing the test after 5 s of real time.
+func (l *line) waiting(t *testing.T, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := l.clock.BlockUntilContext(ctx, n); err != nil {
+		t.Fatalf("the driver did not wait on the clock within 5s: %v", err)
 	}
-	t.Cleanup(func() { gpioreg.Unregister(p.N) })
-	return p
 }
 
 // tomlDecoder decodes a [[device]] table body the way the gateway does.
@@ -40,11 +54,16 @@ func tomlDecoder(src string) devices.Decoder {
 
 func build(t *testing.T, typ, src string) devices.Device {
 	t.Helper()
+	return buildEnv(t, typ, src, devices.Env{Name: "t"})
+}
+
+func buildEnv(t *testing.T, typ, src string, env devices.Env) devices.Device {
+	t.Helper()
 	d, ok := devices.Lookup(typ)
 	if !ok {
 		t.Fatalf("driver %s not registered", typ)
 	}
-	dev, err := d.New(devices.Env{Name: "t"}, tomlDecoder(src))
+	dev, err := d.New(env, tomlDecoder(src))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -58,9 +77,17 @@ type runner struct {
 	cancel   context.CancelFunc
 }
 
-func start(t *testing.T, dev devices.Device) *runner {
+// start runs dev; stopping it wakes the given lines' waits (on a fake clock
+// the driver's poll timeout would never come).
+func start(t *testing.T, dev devices.Device, lines ...*line) *runner {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancelCtx := context.WithCancel(context.Background())
+	cancel := func() {
+		cancelCtx()
+		for _, l := range lines {
+			l.Wake()
+		}
+	}
 	r := &runner{readings: make(chan devices.Reading, 256), done: make(chan error, 1), cancel: cancel}
 	go func() { r.done <- dev.Run(ctx, func(rd devices.Reading) { r.readings <- rd }) }()
 	t.Cleanup(func() {
@@ -110,23 +137,14 @@ func field(rd devices.Reading, name string) any {
 	return nil
 }
 
-// feed plays levels into the fake pin as edges, spaced like the real signal.
-func feed(t *testing.T, p *gpiotest.Pin, spacing time.Duration, levels ...pgpio.Level) {
+// feed plays levels into the fake line as edges, spacing apart on the fake
+// clock: each edge is handled by the driver before the clock moves on.
+func feed(t *testing.T, p *line, spacing time.Duration, levels ...pgpio.Level) {
 	t.Helper()
-	next := time.Now()
 	for _, l := range levels {
-		time.Sleep(time.Until(next)) // the signal's own timing, not synchronisation
-		select {
-		case p.EdgesChan <- l:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("driver did not take edge %v within 5s", l)
-		}
-		next = time.Now().Add(spacing) // from the hand-over: a late taker must not squeeze edges together
+		p.Edge(t, l)
+		p.clock.Advance(spacing)
 	}
 }
 
-func level(p *gpiotest.Pin) pgpio.Level {
-	p.Lock()
-	defer p.Unlock()
-	return p.L
-}
+func level(p *line) pgpio.Level { return p.Level() }

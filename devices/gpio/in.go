@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	pgpio "periph.io/x/conn/v3/gpio"
 
 	"github.com/edgegw/edgegw/devices"
@@ -39,7 +40,8 @@ type InConfig struct {
 	ActiveLow bool `toml:"active_low"`
 }
 
-// Input is a gpio_in device.
+// Input is a gpio_in device. It reads time (stamps, debounce, interval)
+// from devices.Env.Clock, so tests step it on a fake clock.
 type Input struct {
 	name      string
 	line      string
@@ -49,6 +51,7 @@ type Input struct {
 	debounce  time.Duration
 	interval  time.Duration
 	activeLow bool
+	clock     clockwork.Clock
 
 	edges, bounces, changes, filtered atomic.Uint64
 }
@@ -75,7 +78,7 @@ func newInput(env devices.Env, decode devices.Decoder) (devices.Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Input{name: env.Name, line: line, pull: pull, interval: c.Interval, activeLow: c.ActiveLow, debounce: 20 * time.Millisecond}
+	in := &Input{name: env.Name, line: line, pull: pull, interval: c.Interval, activeLow: c.ActiveLow, debounce: 20 * time.Millisecond, clock: env.ClockOrReal()}
 	switch strings.ToLower(c.Edge) {
 	case "", "both":
 		in.rising, in.falling = true, true
@@ -123,7 +126,7 @@ func (in *Input) Run(ctx context.Context, emit func(devices.Reading)) error {
 	defer pin.In(in.pull, pgpio.NoEdge) // stop edge detection; the line stays an input
 
 	state := pin.Read()
-	emit(in.reading(time.Now(), state, ""))
+	emit(in.reading(in.clock.Now(), state, ""))
 
 	var (
 		pending   bool      // an edge was seen and its level is being held
@@ -132,14 +135,14 @@ func (in *Input) Run(ctx context.Context, emit func(devices.Reading)) error {
 		nextTick  time.Time
 	)
 	if in.interval > 0 {
-		nextTick = time.Now().Add(in.interval)
+		nextTick = in.clock.Now().Add(in.interval)
 	}
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
 		wait := pollEvery
-		now := time.Now()
+		now := in.clock.Now()
 		if pending {
 			wait = min(wait, max(settle.Sub(now), 0))
 		}
@@ -149,7 +152,7 @@ func (in *Input) Run(ctx context.Context, emit func(devices.Reading)) error {
 		// Never WaitForEdge(0): the character device reads 0 as "forever".
 		if wait > 0 && pin.WaitForEdge(wait) {
 			in.edges.Add(1)
-			now = time.Now()
+			now = in.clock.Now()
 			if !pending {
 				pending, firstEdge = true, now
 			}
@@ -158,7 +161,7 @@ func (in *Input) Run(ctx context.Context, emit func(devices.Reading)) error {
 				continue
 			}
 		}
-		now = time.Now()
+		now = in.clock.Now()
 		if pending && !now.Before(settle) {
 			pending = false
 			lvl := pin.Read()

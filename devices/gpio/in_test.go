@@ -11,15 +11,17 @@ import (
 )
 
 // A door contact to ground with the pull-up: closed reads low. Contact bounce
-// (five edges 1 ms apart) gives one debounced change; a 2 ms glitch gives
-// none and is counted as a bounce.
+// (five edges 1 ms apart) gives one debounced change, stamped at its first
+// edge and published once the level has held for the debounce time; a 2 ms
+// glitch gives none. All on a fake clock.
 func TestInputDoorContactDebounce(t *testing.T) {
 	p := fakePin(t)
-	dev := build(t, "gpio_in", `pin = "`+p.N+`"
+	dev := p.build(t, "gpio_in", `pin = "`+p.N+`"
 pull = "up"
 active_low = true
-debounce = "50ms"`) // wider than the 20ms default so a loaded test machine cannot split a bounce burst
-	r := start(t, dev)
+debounce = "50ms"`)
+	r := start(t, dev, p)
+	t0 := p.clock.Now()
 
 	rd := r.next(t) // initial state: the pull-up holds the line high → not active
 	if field(rd, "state") != false || field(rd, "level") != "high" || field(rd, "edge") != nil {
@@ -33,16 +35,26 @@ debounce = "50ms"`) // wider than the 20ms default so a loaded test machine cann
 	}
 
 	feed(t, p, time.Millisecond, pgpio.Low, pgpio.High, pgpio.Low, pgpio.High, pgpio.Low)
+	// The last edge came at t0+4ms; 49 ms later the level has not held yet.
+	p.clock.Advance(48 * time.Millisecond)
+	select {
+	case rd := <-r.readings:
+		t.Fatalf("published before the debounce time: %+v", rd)
+	default:
+	}
+	p.clock.Advance(time.Millisecond)
 	rd = r.next(t)
-	if field(rd, "state") != true || field(rd, "level") != "low" || field(rd, "edge") != "falling" {
-		t.Fatalf("after closing: %+v", rd)
+	if field(rd, "state") != true || field(rd, "level") != "low" || field(rd, "edge") != "falling" || !rd.Time.Equal(t0) {
+		t.Fatalf("after closing: %+v; want the falling edge stamped at its first edge %v", rd, t0)
 	}
 
+	opened := p.clock.Now()
 	feed(t, p, 2*time.Millisecond, pgpio.High, pgpio.Low) // glitch: comes back within the debounce time
 	feed(t, p, time.Millisecond, pgpio.High)              // door opens
+	p.clock.Advance(50 * time.Millisecond)
 	rd = r.next(t)
-	if field(rd, "state") != false || field(rd, "level") != "high" || field(rd, "edge") != "rising" {
-		t.Fatalf("after opening: %+v", rd)
+	if field(rd, "state") != false || field(rd, "level") != "high" || field(rd, "edge") != "rising" || !rd.Time.Equal(opened) {
+		t.Fatalf("after opening: %+v; want stamped %v", rd, opened)
 	}
 	c := dev.(devices.Counter).Counters()
 	// The glitch and the opening edge fall in one debounce window (the glitch
@@ -57,18 +69,19 @@ debounce = "50ms"`) // wider than the 20ms default so a loaded test machine cann
 
 func TestInputGlitchCountedAsBounce(t *testing.T) {
 	p := fakePin(t)
-	dev := build(t, "gpio_in", `pin = "`+p.N+`"
+	dev := p.build(t, "gpio_in", `pin = "`+p.N+`"
 pull = "down"
 debounce = "50ms"`)
-	r := start(t, dev)
+	r := start(t, dev, p)
 	if rd := r.next(t); field(rd, "level") != "low" || field(rd, "state") != false {
 		t.Fatalf("initial %+v", rd)
 	}
-	// A PIR line picking up a 0.5 ms spike, then 150 ms of quiet line (the
-	// signal's timing), then a real detection.
+	// A PIR line picking up a 0.5 ms spike, then 150 ms of quiet line, then
+	// a real detection.
 	feed(t, p, 500*time.Microsecond, pgpio.High, pgpio.Low)
-	time.Sleep(150 * time.Millisecond)
+	p.clock.Advance(150 * time.Millisecond)
 	feed(t, p, 0, pgpio.High)
+	p.clock.Advance(50 * time.Millisecond)
 	rd := r.next(t)
 	if field(rd, "edge") != "rising" || field(rd, "state") != true {
 		t.Fatalf("detection %+v", rd)
@@ -80,11 +93,11 @@ debounce = "50ms"`)
 
 func TestInputEdgeFilterAndNoDebounce(t *testing.T) {
 	p := fakePin(t)
-	dev := build(t, "gpio_in", `pin = "`+p.N+`"
+	dev := p.build(t, "gpio_in", `pin = "`+p.N+`"
 pull = "down"
 edge = "rising"
 debounce = "0s"`)
-	r := start(t, dev)
+	r := start(t, dev, p)
 	r.next(t) // initial low
 	feed(t, p, 2*time.Millisecond, pgpio.High, pgpio.Low, pgpio.High)
 	for i := 0; i < 2; i++ { // two rising edges published, the falling one filtered
@@ -101,20 +114,33 @@ debounce = "0s"`)
 
 func TestInputInterval(t *testing.T) {
 	p := fakePin(t)
-	dev := build(t, "gpio_in", `pin = "`+p.N+`"
+	dev := p.build(t, "gpio_in", `pin = "`+p.N+`"
 interval = "100ms"`)
-	r := start(t, dev)
+	r := start(t, dev, p)
 	first := r.next(t)
-	for i := 1; i <= 2; i++ {
+	for i := 1; i <= 3; i++ {
+		p.waiting(t, 1) // the driver waits for the next tick
+		step := 100 * time.Millisecond
+		if i == 3 {
+			step = 250 * time.Millisecond // a late wake-up: the grid holds, no burst of ticks
+		}
+		p.clock.Advance(step)
 		rd := r.next(t)
 		if field(rd, "edge") != nil || field(rd, "level") != "high" {
 			t.Fatalf("periodic reading %+v", rd)
 		}
-		// Ticks keep to a grid from the start, so the i-th comes no earlier
-		// than i intervals after the first reading.
-		if at := rd.Time.Sub(first.Time); at < time.Duration(i)*100*time.Millisecond {
-			t.Fatalf("periodic reading %d at %v; want ≥ %dms", i, at, i*100)
+		want := time.Duration(i) * 100 * time.Millisecond
+		if i == 3 {
+			want = 450 * time.Millisecond
 		}
+		if at := rd.Time.Sub(first.Time); at != want {
+			t.Fatalf("periodic reading %d at %v; want %v", i, at, want)
+		}
+	}
+	p.waiting(t, 1)
+	p.clock.Advance(50 * time.Millisecond) // the grid: t0+500ms
+	if rd := r.next(t); rd.Time.Sub(first.Time) != 500*time.Millisecond {
+		t.Fatalf("after a late tick the next is at %v; want 500ms (on the grid)", rd.Time.Sub(first.Time))
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	pgpio "periph.io/x/conn/v3/gpio"
 
 	"github.com/edgegw/edgegw/devices"
@@ -41,7 +42,8 @@ type OutConfig struct {
 // yet started, or between restarts).
 var ErrNotRunning = errors.New("gpio_out: not running; command dropped")
 
-// Output is a gpio_out device.
+// Output is a gpio_out device. Pulses and reading times use
+// devices.Env.Clock.
 type Output struct {
 	name      string
 	line      string
@@ -49,6 +51,7 @@ type Output struct {
 	initial   bool
 	safe      bool
 	maxPulse  time.Duration
+	clock     clockwork.Clock // pulses and reading times
 
 	mu  sync.Mutex
 	cur *session // non-nil while Run is running
@@ -83,7 +86,7 @@ func newOutput(env devices.Env, decode devices.Decoder) (devices.Device, error) 
 	if err != nil {
 		return nil, err
 	}
-	o := &Output{name: env.Name, line: line, activeLow: c.ActiveLow, maxPulse: time.Minute}
+	o := &Output{name: env.Name, line: line, activeLow: c.ActiveLow, maxPulse: time.Minute, clock: env.ClockOrReal()}
 	if o.initial, err = parseOnOff("initial", c.Initial, false); err != nil {
 		return nil, err
 	}
@@ -169,7 +172,7 @@ func (o *Output) Run(ctx context.Context, emit func(devices.Reading)) error {
 	o.mu.Unlock()
 
 	var (
-		pulse    *time.Timer
+		pulse    clockwork.Timer
 		pulseEnd <-chan time.Time
 	)
 	stop := func() error {
@@ -216,8 +219,8 @@ func (o *Output) Run(ctx context.Context, emit func(devices.Reading)) error {
 			on = next
 			o.commands.Add(1)
 			if r.cmd.Pulse > 0 {
-				pulse = time.NewTimer(r.cmd.Pulse)
-				pulseEnd = pulse.C
+				pulse = o.clock.NewTimer(r.cmd.Pulse)
+				pulseEnd = pulse.Chan()
 			}
 			emit(o.reading(on, "command", r.cmd.Pulse))
 			r.done <- nil
@@ -238,5 +241,5 @@ func (o *Output) reading(on bool, cause string, pulse time.Duration) devices.Rea
 	if pulse > 0 {
 		f = append(f, devices.Field{Name: "pulse_ms", Value: pulse.Milliseconds(), Unit: "ms"})
 	}
-	return devices.Reading{Time: time.Now(), Fields: f}
+	return devices.Reading{Time: o.clock.Now(), Fields: f}
 }

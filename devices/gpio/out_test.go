@@ -16,7 +16,7 @@ import (
 func TestOutputCommandsDrivePinAndEmitState(t *testing.T) {
 	p := fakePin(t)
 	p.L = pgpio.Low // left energised by a previous run: start must switch it off
-	dev := build(t, "gpio_out", `pin = "`+p.N+`"
+	dev := p.build(t, "gpio_out", `pin = "`+p.N+`"
 active_low = true
 initial = "off"`)
 	r := start(t, dev)
@@ -54,7 +54,7 @@ initial = "off"`)
 	}
 
 	// A door strike: 50 ms pulse, then back off by itself.
-	t0 := time.Now()
+	t0 := p.clock.Now()
 	if err := cmd.Command(ctx, []byte(`{"pulse":"50ms"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -65,12 +65,17 @@ initial = "off"`)
 	if field(rd, "state") != true || field(rd, "pulse_ms") != int64(50) {
 		t.Fatalf("pulse start %+v", rd)
 	}
+	p.clock.Advance(49 * time.Millisecond)
+	if level(p) != pgpio.Low {
+		t.Fatal("pulse ended before 50ms")
+	}
+	p.clock.Advance(time.Millisecond)
 	rd = r.next(t)
 	if field(rd, "state") != false || field(rd, "cause") != "pulse_end" || level(p) != pgpio.High {
 		t.Fatalf("pulse end %+v, line %v", rd, level(p))
 	}
-	if el := time.Since(t0); el < 50*time.Millisecond {
-		t.Fatalf("pulse ended after %v; want ≥ 50ms", el)
+	if el := rd.Time.Sub(t0); el != 50*time.Millisecond {
+		t.Fatalf("pulse ended after %v; want 50ms", el)
 	}
 
 	// A command during a pulse ends it: no pulse_end follows.
@@ -125,7 +130,7 @@ initial = "off"`)
 // and released (on) on shutdown, here an LED lit on start and dark on stop.
 func TestOutputInitialAndSafeState(t *testing.T) {
 	p := fakePin(t)
-	dev := build(t, "gpio_out", `pin = "`+p.N+`"
+	dev := p.build(t, "gpio_out", `pin = "`+p.N+`"
 initial = "on"
 safe_state = "off"`)
 	if err := dev.(devices.Commander).Command(t.Context(), []byte("on")); !errors.Is(err, ErrNotRunning) {
@@ -146,7 +151,7 @@ safe_state = "off"`)
 // A command whose context ends while Run is not taking it returns promptly.
 func TestOutputCommandContext(t *testing.T) {
 	p := fakePin(t)
-	dev := build(t, "gpio_out", `pin = "`+p.N+`"`)
+	dev := p.build(t, "gpio_out", `pin = "`+p.N+`"`)
 	r := start(t, dev)
 	r.next(t)
 	ctx, cancel := context.WithCancel(t.Context())

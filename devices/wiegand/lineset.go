@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	pgpio "periph.io/x/conn/v3/gpio"
 	"periph.io/x/host/v3/gpioioctl"
 )
@@ -50,7 +51,7 @@ func realPin(p pgpio.PinIO) pgpio.PinIO {
 }
 
 // watch turns the line set's edge events into bits until ctx ends.
-func (o *orderedLines) watch(ctx context.Context, out chan<- bit) {
+func (o *orderedLines) watch(ctx context.Context, clock clockwork.Clock, out chan<- bit) {
 	for ctx.Err() == nil {
 		n, edge, err := o.set.WaitForEdge(pollEvery)
 		if err != nil {
@@ -76,7 +77,7 @@ func (o *orderedLines) watch(ctx context.Context, out chan<- bit) {
 			continue
 		}
 		select {
-		case out <- bit{v: v, t: time.Now()}:
+		case out <- bit{v: v, t: clock.Now()}:
 		case <-ctx.Done():
 			return
 		}

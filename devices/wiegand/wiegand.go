@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	pgpio "periph.io/x/conn/v3/gpio"
 
 	"github.com/edgegw/edgegw/devices"
@@ -53,12 +54,14 @@ const maxBits = 64
 // context again.
 const pollEvery = 100 * time.Millisecond
 
-// Reader is a wiegand device.
+// Reader is a wiegand device. Bit stamps, the frame gap and dedupe use
+// devices.Env.Clock.
 type Reader struct {
 	d0, d1 string
 	pull   pgpio.Pull
 	gap    time.Duration
 	dedupe devices.Deduper
+	clock  clockwork.Clock // bit stamps and the frame gap
 
 	frames, badLength, badParity, dups, overflow atomic.Uint64
 }
@@ -89,7 +92,8 @@ func New(env devices.Env, decode devices.Decoder) (devices.Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{d0: d0, d1: d1, pull: pull, gap: 25 * time.Millisecond}
+	r := &Reader{d0: d0, d1: d1, pull: pull, gap: 25 * time.Millisecond, clock: env.ClockOrReal()}
+	r.dedupe.Now = r.clock.Now
 	if c.FrameGap != 0 {
 		if c.FrameGap < 5*time.Millisecond || c.FrameGap > time.Second {
 			return nil, fmt.Errorf("frame_gap: %s is out of range; use 5ms to 1s (bits come 1–2 ms apart)", c.FrameGap)
@@ -147,7 +151,7 @@ func (r *Reader) Run(ctx context.Context, emit func(devices.Reading)) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ls.watch(ctx, bits)
+			ls.watch(ctx, r.clock, bits)
 		}()
 	} else {
 		for _, p := range []pgpio.PinIO{p0, p1} {
@@ -160,7 +164,7 @@ func (r *Reader) Run(ctx context.Context, emit func(devices.Reading)) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				watch(ctx, p, uint8(v), bits)
+				watch(ctx, p, uint8(v), r.clock, bits)
 			}()
 		}
 	}
@@ -168,7 +172,7 @@ func (r *Reader) Run(ctx context.Context, emit func(devices.Reading)) error {
 	var (
 		frame []bit
 		over  bool
-		gap   = time.NewTimer(time.Hour)
+		gap   = r.clock.NewTimer(time.Hour)
 	)
 	gap.Stop()
 	defer gap.Stop()
@@ -182,20 +186,23 @@ func (r *Reader) Run(ctx context.Context, emit func(devices.Reading)) error {
 			} else {
 				over = true
 			}
-			gap.Reset(r.gap)
-		case <-gap.C:
+			// The gap counts from when the bit was seen, not from when this
+			// loop got to it, so a late loop does not stretch a frame.
+			gap.Reset(r.gap - r.clock.Since(b.t))
+		case <-gap.Chan():
 			if n := len(bits); n > 0 {
 				// Bits were waiting: the gap was this loop being late, not
 				// the line being idle. Take them and time the gap again.
+				var last bit
 				for i := 0; i < n; i++ {
-					b := <-bits
+					last = <-bits
 					if len(frame) < maxBits {
-						frame = append(frame, b)
+						frame = append(frame, last)
 					} else {
 						over = true
 					}
 				}
-				gap.Reset(r.gap)
+				gap.Reset(r.gap - r.clock.Since(last.t))
 				continue
 			}
 			if over {
@@ -210,13 +217,13 @@ func (r *Reader) Run(ctx context.Context, emit func(devices.Reading)) error {
 }
 
 // watch turns falling edges on one line into bits until ctx ends.
-func watch(ctx context.Context, p pgpio.PinIn, v uint8, out chan<- bit) {
+func watch(ctx context.Context, p pgpio.PinIn, v uint8, clock clockwork.Clock, out chan<- bit) {
 	for ctx.Err() == nil {
 		if !p.WaitForEdge(pollEvery) {
 			continue
 		}
 		select {
-		case out <- bit{v: v, t: time.Now()}:
+		case out <- bit{v: v, t: clock.Now()}:
 		case <-ctx.Done():
 			return
 		}

@@ -5,16 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/jonboulle/clockwork"
 	pgpio "periph.io/x/conn/v3/gpio"
-	"periph.io/x/conn/v3/gpio/gpioreg"
-	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"github.com/edgegw/edgegw/devices"
+	"github.com/edgegw/edgegw/devices/gpio/gpiofake"
 )
 
 func bitsOf(s string) []uint8 {
@@ -98,21 +97,13 @@ func mustEncode(t *testing.T, n int, fc, card uint32) []uint8 {
 	return b
 }
 
-var seq atomic.Int64
-
-func fakePin(t *testing.T) *gpiotest.Pin {
-	t.Helper()
-	n := seq.Add(1)
-	p := &gpiotest.Pin{N: fmt.Sprintf("TEST_WG_%d", n), Num: int(2000 + n), EdgesChan: make(chan pgpio.Level)}
-	if err := gpioreg.Register(p); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gpioreg.Unregister(p.N) })
-	return p
-}
-
+// rig runs a reader on two fake lines. The driver's clock (bit stamps, the
+// frame gap) is fake and moved by the test; the lines' own poll timeouts
+// are real, which only bounds how soon a watcher looks at its context.
 type rig struct {
-	d0, d1   *gpiotest.Pin
+	d0, d1   *gpiofake.Pin
+	clock    *clockwork.FakeClock
+	gap      time.Duration
 	dev      devices.Device
 	readings chan devices.Reading
 	done     chan error
@@ -121,19 +112,20 @@ type rig struct {
 
 func newRig(t *testing.T, extra string) *rig {
 	t.Helper()
-	r := &rig{d0: fakePin(t), d1: fakePin(t), readings: make(chan devices.Reading, 64), done: make(chan error, 1)}
+	real := clockwork.NewRealClock()
+	r := &rig{d0: gpiofake.New(t, real), d1: gpiofake.New(t, real), clock: clockwork.NewFakeClock(), readings: make(chan devices.Reading, 64), done: make(chan error, 1)}
 	src := fmt.Sprintf("d0 = %q\nd1 = %q\n%s", r.d0.N, r.d1.N, extra)
 	d, _ := devices.Lookup("wiegand")
-	dev, err := d.New(devices.Env{Name: "gate"}, func(v any) error { _, err := toml.Decode(src, v); return err })
+	dev, err := d.New(devices.Env{Name: "gate", Clock: r.clock}, func(v any) error { _, err := toml.Decode(src, v); return err })
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.dev = dev
+	r.dev, r.gap = dev, dev.(*Reader).gap
 	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
+	r.cancel = func() { cancel(); r.d0.Wake(); r.d1.Wake() }
 	go func() { r.done <- dev.Run(ctx, func(rd devices.Reading) { r.readings <- rd }) }()
 	t.Cleanup(func() {
-		cancel()
+		r.cancel()
 		select {
 		case err := <-r.done:
 			if err != nil {
@@ -143,47 +135,38 @@ func newRig(t *testing.T, extra string) *rig {
 			t.Error("Run did not return within 5s of cancel")
 		}
 	})
-	// Run configures both lines (In with the pull-up) before it watches
-	// them; gpiotest.In holds the pin's lock while it sets the pull and
-	// flushes old edges, so seeing the pull-up means the line is armed.
-	deadline := time.Now().Add(5 * time.Second)
-	for _, p := range []*gpiotest.Pin{r.d0, r.d1} {
-		for {
-			p.Lock()
-			armed := p.P == pgpio.PullUp
-			p.Unlock()
-			if armed {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("Run did not configure the lines within 5s")
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
 	return r
 }
 
 // send plays a frame as the reader does: a falling edge on D0 for each 0 and
-// on D1 for each 1, bits `spacing` apart. The fake hands an edge over only
-// when the driver waits for it, so the spacing counts from the hand-over:
-// a late start must not squeeze the following bits together, which no
-// reader does.
+// on D1 for each 1, bits spacing apart on the driver's clock. Each bit is
+// stamped by its watcher before the clock moves on, so the order does not
+// depend on which goroutine the scheduler runs first.
 func (r *rig) send(t *testing.T, frame []uint8, spacing time.Duration) {
 	t.Helper()
-	next := time.Now()
-	for i, b := range frame {
-		time.Sleep(time.Until(next)) // the reader's bit clock
+	for _, b := range frame {
 		p := r.d0
 		if b == 1 {
 			p = r.d1
 		}
-		select {
-		case p.EdgesChan <- pgpio.Low:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("bit %d not taken within 5s", i)
+		p.Edge(t, pgpio.Low)
+		r.clock.Advance(spacing)
+	}
+}
+
+// idle lets the line stay quiet for the frame gap: the frame so far ends.
+func (r *rig) idle() { r.clock.Advance(r.gap) }
+
+// counted waits until counter has risen to want (the frame was judged),
+// failing after 5 s of real time.
+func (r *rig) counted(t *testing.T, counter string, want uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.dev.(devices.Counter).Counters()[counter] < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not reach %d within 5s; counters %v", counter, want, r.dev.(devices.Counter).Counters())
 		}
-		next = time.Now().Add(spacing)
+		time.Sleep(time.Millisecond) // a counter has no event to wait on
 	}
 }
 
@@ -211,11 +194,9 @@ func field(rd devices.Reading, name string) any {
 // the readers' real bit rates; a good card after each bad one proves the bad
 // one was rejected (not merely late) and the counters say why.
 func TestReaderStreams(t *testing.T) {
-	// Bits keep the readers' 1–2 ms spacing; the frame gap is widened from
-	// the default 25 ms so a test machine busy with parallel builds (load
-	// average 10 on 2 cores was seen) cannot split a frame by descheduling
-	// the test's signal generator.
-	r := newRig(t, `frame_gap = "100ms"`)
+	// Bits keep the readers' 1–2 ms spacing; the frame gap is the default
+	// 25 ms, on the driver's fake clock.
+	r := newRig(t, ``)
 	good26 := bitsOf("0 01111011 0011000000111001 1")
 	good34 := bitsOf("1 0001001000110100 0101011001111000 1")
 	cases := []struct {
@@ -238,10 +219,12 @@ func TestReaderStreams(t *testing.T) {
 	for _, c := range cases {
 		before := r.dev.(devices.Counter).Counters()
 		r.send(t, c.frame, c.spacing)
+		r.idle()
 		if c.uid == "" {
 			// A valid card after the gap: the bad frame must not appear.
-			time.Sleep(150 * time.Millisecond) // the line stays idle past frame_gap
+			r.counted(t, c.counter, before[c.counter]+1)
 			r.send(t, sentinel, 2*time.Millisecond)
+			r.idle()
 			rd := r.next(t)
 			if rd.UID != "010001" {
 				t.Fatalf("%s: got %+v; want it rejected and the sentinel card next", c.name, rd)
@@ -256,7 +239,6 @@ func TestReaderStreams(t *testing.T) {
 		if rd.UID != c.uid || field(rd, "facility") != c.fc || field(rd, "card") != c.card || field(rd, "bits") != int64(len(c.frame)) {
 			t.Fatalf("%s: %+v", c.name, rd)
 		}
-		time.Sleep(150 * time.Millisecond)
 	}
 	c := r.dev.(devices.Counter).Counters()
 	if c["bad_parity"] != 2 || c["bad_length"] != 2 || c["frames"] != 6 {
@@ -267,18 +249,29 @@ func TestReaderStreams(t *testing.T) {
 // Frames 150 ms apart are separate reads, and dedupe folds the repeat of a
 // card held on the reader.
 func TestReaderDedupe(t *testing.T) {
-	r := newRig(t, `frame_gap = "100ms"
-dedupe = "2s"`)
+	r := newRig(t, `dedupe = "2s"`)
 	f := mustEncode(t, 34, 7, 4242)
+	t0 := r.clock.Now()
 	r.send(t, f, 2*time.Millisecond)
-	if rd := r.next(t); field(rd, "card") != int64(4242) {
+	r.idle()
+	if rd := r.next(t); field(rd, "card") != int64(4242) || !rd.Time.Equal(t0) {
+		t.Fatalf("%+v; want card 4242 stamped at its first bit %v", rd, t0)
+	}
+	r.clock.Advance(time.Second)
+	r.send(t, f, 2*time.Millisecond) // held on the reader: suppressed
+	r.idle()
+	r.counted(t, "duplicates_suppressed", 1)
+	r.send(t, mustEncode(t, 34, 7, 4243), 2*time.Millisecond)
+	r.idle()
+	if rd := r.next(t); field(rd, "card") != int64(4243) {
 		t.Fatalf("%+v", rd)
 	}
-	time.Sleep(150 * time.Millisecond) // idle line between frames
-	r.send(t, f, 2*time.Millisecond)   // held on the reader: suppressed
-	time.Sleep(150 * time.Millisecond)
-	r.send(t, mustEncode(t, 34, 7, 4243), 2*time.Millisecond)
-	if rd := r.next(t); field(rd, "card") != int64(4243) {
+	// The same card after the window (2 s after it was last seen) is a new
+	// presentation.
+	r.clock.Advance(3 * time.Second)
+	r.send(t, f, 2*time.Millisecond)
+	r.idle()
+	if rd := r.next(t); field(rd, "card") != int64(4242) {
 		t.Fatalf("%+v", rd)
 	}
 	if c := r.dev.(devices.Counter).Counters(); c["duplicates_suppressed"] != 1 {

@@ -8,10 +8,10 @@ import (
 // validateBrokerLimits checks the [broker] keys that bound what one
 // network client may cost.
 func validateBrokerLimits(report func(path, msg string), b *Broker) {
-	size(report, "broker.max_packet_size", b.MaxPacketSize)
-	size(report, "broker.client_queue", b.ClientQueue)
-	d(report, "broker.connect_timeout", b.ConnectTimeout)
-	d(report, "broker.write_timeout", b.WriteTimeout)
+	checkSize(report, "broker.max_packet_size", b.MaxPacketSize)
+	checkSize(report, "broker.client_queue", b.ClientQueue)
+	checkDuration(report, "broker.connect_timeout", b.ConnectTimeout)
+	checkDuration(report, "broker.write_timeout", b.WriteTimeout)
 	if b.MaxPacketSize.err == nil && (b.MaxPacketSize.Bytes < 1<<10 || b.MaxPacketSize.Bytes > 256<<20) {
 		report("broker.max_packet_size", fmt.Sprintf("%d bytes is out of range: 1KiB to 256MiB (MQTT's own limit); the default is 256KiB", b.MaxPacketSize.Bytes))
 	}

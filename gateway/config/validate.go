@@ -5,6 +5,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/edgegw/edgegw/internal/topic"
 )
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -76,17 +78,17 @@ func (c *Config) validate(report func(path, msg string)) {
 			c.validateTLS(report, "upstream.tls", u.TLS)
 		}
 		oneOf(report, "upstream.protocol", u.Protocol, "3.1.1", "5")
-		d(report, "upstream.keepalive", u.Keepalive)
-		d(report, "upstream.backoff_min", u.BackoffMin)
-		d(report, "upstream.backoff_max", u.BackoffMax)
-		d(report, "upstream.connect_timeout", u.ConnectTimeout)
+		checkDuration(report, "upstream.keepalive", u.Keepalive)
+		checkDuration(report, "upstream.backoff_min", u.BackoffMin)
+		checkDuration(report, "upstream.backoff_max", u.BackoffMax)
+		checkDuration(report, "upstream.connect_timeout", u.ConnectTimeout)
 		if u.Inflight < 1 || u.Inflight > 65535 {
 			report("upstream.inflight", fmt.Sprintf("%d is out of range: 1 to 65535 messages in flight", u.Inflight))
 		}
 		if u.ReplayRate < 0 {
 			report("upstream.replay_rate", "must not be negative (messages per second; 0 = as fast as upstream accepts)")
 		}
-		size(report, "upstream.max_payload", u.MaxPayload)
+		checkSize(report, "upstream.max_payload", u.MaxPayload)
 		fileExists(report, "upstream.password_file", u.PasswordFile)
 		if len(u.Topics) == 0 {
 			report("upstream", "has no [[upstream.topic]] rule, so nothing would be bridged; add one, e.g. pattern = \"readings/#\", direction = \"out\"")
@@ -95,8 +97,8 @@ func (c *Config) validate(report func(path, msg string)) {
 			p := fmt.Sprintf("upstream.topic[%d]", i)
 			if t.Pattern == "" {
 				report(p+".pattern", "is required, e.g. \"readings/#\"")
-			} else if msg := checkFilter(t.Pattern); msg != "" {
-				report(p+".pattern", fmt.Sprintf("%q %s", t.Pattern, msg))
+			} else if err := topic.ValidFilter(t.Pattern); err != nil {
+				report(p+".pattern", fmt.Sprintf("%q is not a valid filter: %v", t.Pattern, err))
 			}
 			if t.Direction == "" {
 				u.Topics[i].Direction = "out"
@@ -119,16 +121,16 @@ func (c *Config) validate(report func(path, msg string)) {
 	}
 
 	bf := &c.Buffer
-	size(report, "buffer.max_bytes", bf.MaxBytes)
-	size(report, "buffer.qos0_max_bytes", bf.QoS0MaxBytes)
-	size(report, "buffer.segment_bytes", bf.SegmentBytes)
-	d(report, "buffer.max_age", bf.MaxAge)
-	d(report, "buffer.fsync_interval", bf.FsyncInterval)
+	checkSize(report, "buffer.max_bytes", bf.MaxBytes)
+	checkSize(report, "buffer.qos0_max_bytes", bf.QoS0MaxBytes)
+	checkSize(report, "buffer.segment_bytes", bf.SegmentBytes)
+	checkDuration(report, "buffer.max_age", bf.MaxAge)
+	checkDuration(report, "buffer.fsync_interval", bf.FsyncInterval)
 	oneOf(report, "buffer.full_policy", bf.FullPolicy, "drop_oldest", "drop_newest", "block")
 	oneOf(report, "buffer.fsync", bf.Fsync, "always", "batch", "interval")
 	oneOf(report, "buffer.durability", bf.Durability, "memory", "disk")
-	d(report, "buffer.spill_after", bf.SpillAfter)
-	size(report, "buffer.memory_bytes", bf.MemoryBytes)
+	checkDuration(report, "buffer.spill_after", bf.SpillAfter)
+	checkSize(report, "buffer.memory_bytes", bf.MemoryBytes)
 	if bf.SpillAfter.err == nil && bf.SpillAfter.Duration <= 0 {
 		report("buffer.spill_after", fmt.Sprintf("%q must be above zero, e.g. \"1s\"", bf.SpillAfter.raw))
 	}
@@ -233,30 +235,16 @@ func quoteList(s []string) string {
 	return strings.Join(q, ", ")
 }
 
-func d(report func(path, msg string), key string, v Duration) {
+func checkDuration(report func(path, msg string), key string, v Duration) {
 	if p := v.problem(); p != "" {
 		report(key, p)
 	}
 }
 
-func size(report func(path, msg string), key string, v Size) {
+func checkSize(report func(path, msg string), key string, v Size) {
 	if p := v.problem(); p != "" {
 		report(key, p)
 	}
-}
-
-// checkFilter returns "" for a valid MQTT topic filter, else what is wrong.
-func checkFilter(f string) string {
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
-			return "is not a valid filter: # must be a whole level and the last one"
-		}
-		if strings.Contains(l, "+") && l != "+" {
-			return "is not a valid filter: + must be a whole level"
-		}
-	}
-	return ""
 }
 
 // checkTopic returns "" for a valid MQTT topic name, else what is wrong.

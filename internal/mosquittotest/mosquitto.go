@@ -13,7 +13,6 @@ package mosquittotest
 import (
 	"bytes"
 	"fmt"
-	"github.com/edgegw/edgegw/internal/syncbuf"
 	"net"
 	"os"
 	"os/exec"
@@ -23,6 +22,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgegw/edgegw/internal/syncbuf"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 // Options describe the broker.
@@ -62,13 +64,12 @@ func Available() bool {
 	return err == nil
 }
 
-// Require fails the test when mosquitto is missing, naming the fix.
-// (make test installs it; a skip would hide a broken CI machine.)
+// Require makes sure mosquitto is installed: under -short the test is
+// skipped (the unit tier needs no Mosquitto); in CI or as root a missing
+// mosquitto is a failure naming the fix (make test checks for it first).
 func Require(t testing.TB) {
 	t.Helper()
-	if !Available() {
-		t.Fatal("mosquitto is not installed: run 'make deps' as root, or apt-get install mosquitto mosquitto-clients")
-	}
+	testenv.Tools(t, "mosquitto mosquitto-clients", "mosquitto")
 }
 
 // FreePort returns a port that was free a moment ago.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgegw/edgegw/internal/certs"
+	"github.com/edgegw/edgegw/internal/testenv"
 	"github.com/edgegw/edgegw/internal/tlsdiag"
 	"github.com/edgegw/edgegw/internal/tlsx"
 )
@@ -26,14 +27,10 @@ func ctx(t *testing.T) context.Context {
 
 func needTools(t *testing.T) {
 	t.Helper()
-	for _, tool := range []string{"mosquitto", "mosquitto_pub", "mosquitto_sub", "mosquitto_passwd", "openssl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not installed (apt-get install mosquitto mosquitto-clients openssl): %v", tool, err)
-		}
-	}
+	testenv.Tools(t, "mosquitto mosquitto-clients openssl", "mosquitto", "mosquitto_pub", "mosquitto_sub", "mosquitto_passwd", "openssl")
 }
 
-// mutualTLS is the mosquitto.conf of acceptance 1.
+// mutualTLS is a mosquitto.conf demanding client certificates (mutual TLS).
 func mutualTLS(f certs.Files, port int) string {
 	return "per_listener_settings false\nallow_anonymous false\n" + certs.MosquittoListenerOn(f, "127.0.0.1", port)
 }
@@ -43,7 +40,7 @@ func clientOpts(f certs.Files, name string) tlsx.Options {
 	return tlsx.Options{CAFile: f.CA.Cert, CertFile: c.Cert, KeyFile: c.Key}
 }
 
-// TestCertsInitWithRealMosquitto is acceptance 1: certificates from
+// TestCertsInitWithRealMosquitto: certificates from
 // certs.Init start a real Mosquitto with require_certificate and
 // use_identity_as_username; mosquitto_pub connects and publishes with them,
 // and Check reports OK.
@@ -124,7 +121,7 @@ func tlsServer(t *testing.T, cfg *tls.Config) string {
 	return l.Addr().String()
 }
 
-// TestMisconfigurations is acceptance 2: real servers set up wrong, and the
+// TestMisconfigurations: real servers set up wrong, and the
 // exact cause Check names for each.
 func TestMisconfigurations(t *testing.T) {
 	needTools(t)

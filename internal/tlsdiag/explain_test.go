@@ -47,7 +47,7 @@ func TestExplainConnack(t *testing.T) {
 	}
 }
 
-// bridgeRefusal stands for bridge.ErrRefused, which tlsdiag cannot import.
+// bridgeRefusal stands for bridge.RefusedError, which tlsdiag cannot import.
 type bridgeRefusal struct{ code byte }
 
 func (e *bridgeRefusal) Error() string     { return "refused" }

@@ -29,7 +29,7 @@ func writeFile(t *testing.T, path, content string) string {
 	return path
 }
 
-// TestLoadKeyOpenSSL is acceptance 3: keys made by the real openssl, clear
+// TestLoadKeyOpenSSL: keys made by the real openssl, clear
 // and encrypted in the legacy and the PKCS#8 forms, load with the right
 // password and fail clearly with a wrong or missing one.
 func TestLoadKeyOpenSSL(t *testing.T) {

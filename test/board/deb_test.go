@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 var (
@@ -47,6 +49,7 @@ func debs(t *testing.T) map[string]string {
 // TestDebPackages: make deb's packages pass lintian, hold the expected
 // files for their architecture, and carry a unit systemd-analyze accepts.
 func TestDebPackages(t *testing.T) {
+	testenv.Integration(t, "the built binaries, qemu, dpkg and a real Mosquitto")
 	need(t, "dpkg-deb", "lintian", "systemd-analyze", "file")
 	pkgs := debs(t)
 	wantFiles := []string{
@@ -133,10 +136,9 @@ func TestDebPackages(t *testing.T) {
 // installed config and certificates made by `edgegw certs init`, then
 // removes and purges it.
 func TestDebInstallScratchRoot(t *testing.T) {
+	testenv.Integration(t, "the built binaries, qemu, dpkg and a real Mosquitto")
 	need(t, "dpkg", "systemd-sysusers", "systemd-tmpfiles")
-	if os.Geteuid() != 0 {
-		t.Fatal("this test installs a package into a scratch root and chroots into it: run as root (make test in CI does)")
-	}
+	testenv.Root(t, "it installs a package into a scratch root and chroots into it")
 	deb := debs(t)["amd64"]
 	root := t.TempDir()
 	for _, d := range []string{"etc", "var/lib/dpkg/info", "var/lib/dpkg/updates", "var/log", "usr/sbin", "usr/bin", "tmp"} {

@@ -28,6 +28,7 @@ import (
 	"github.com/edgegw/edgegw/internal/certs"
 	"github.com/edgegw/edgegw/internal/mosquittotest"
 	"github.com/edgegw/edgegw/internal/syncbuf"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 // testVersion is stamped into the test binaries; the packages carry it too.
@@ -97,14 +98,11 @@ func binary(t testing.TB, target string) string {
 	return out
 }
 
-// need skips nothing: a missing tool is a failure that says how to install it.
+// need makes sure the tools are installed (skipped under -short; in CI or as
+// root a missing one is a failure that says how to install it).
 func need(t testing.TB, tools ...string) {
 	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not installed: run 'make deps' as root (Debian packages qemu-user-static, lintian, systemd, dpkg)", tool)
-		}
-	}
+	testenv.Tools(t, "qemu-user-static, lintian, systemd, dpkg", tools...)
 }
 
 // runCmd runs a command with a deadline and returns its combined output.

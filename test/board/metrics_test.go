@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/edgegw/edgegw/internal/mosquittotest"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 // scrape fetches /metrics and parses it with Prometheus's own text parser.
@@ -77,6 +78,7 @@ func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, want ..
 // the full memory ring); the upstream back (a new connect, the backlog
 // drained). edgegw status is checked against the same gateway.
 func TestMetricsMove(t *testing.T) {
+	testenv.Integration(t, "the built binaries, qemu, dpkg and a real Mosquitto")
 	mosquittotest.Require(t)
 	bin := binary(t, "amd64")
 	f := pki(t)

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 // TestSystemdNotifyFromBinary runs the real binary the way systemd does
@@ -18,6 +20,7 @@ import (
 // gateway.TestNotifyReadyStatusWatchdogAndWedge: it needs a test hook
 // inside the process.)
 func TestSystemdNotifyFromBinary(t *testing.T) {
+	testenv.Integration(t, "the built binaries, qemu, dpkg and a real Mosquitto")
 	bin := binary(t, "amd64")
 	dir := t.TempDir()
 	sockPath := filepath.Join(dir, "notify.sock")

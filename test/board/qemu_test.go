@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgegw/edgegw/internal/mosquittotest"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 // emulated are the ARM builds and how qemu-user runs them. The ARMv6 build
@@ -29,6 +30,7 @@ var emulated = []struct {
 // the embedded broker and over mutual TLS to a real Mosquitto on loopback,
 // where a subscriber checks the readings arrive.
 func TestQEMURuns(t *testing.T) {
+	testenv.Integration(t, "the built binaries, qemu, dpkg and a real Mosquitto")
 	need(t, "qemu-arm-static", "qemu-aarch64-static")
 	mosquittotest.Require(t)
 	for _, e := range emulated {

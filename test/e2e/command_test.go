@@ -10,6 +10,8 @@ import (
 	pgpio "periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/conn/v3/gpio/gpiotest"
+
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 // TestCommandFromUpstreamDrivesRelay: a command published on the upstream
@@ -19,6 +21,7 @@ import (
 // command topic, so a message that came down and went back up would show
 // here: it must not.
 func TestCommandFromUpstreamDrivesRelay(t *testing.T) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	pin := &gpiotest.Pin{N: "E2E_RELAY", Num: 4242, EdgesChan: make(chan pgpio.Level)}
 	if err := gpioreg.Register(pin); err != nil {
 		t.Fatal(err)

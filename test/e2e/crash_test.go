@@ -12,9 +12,10 @@ import (
 
 	"github.com/edgegw/edgegw/internal/mosquittotest"
 	"github.com/edgegw/edgegw/internal/netproxy"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
-// TestCrashQoS1 is acceptance point 2 of issue 3: the real binary, with its
+// TestCrashQoS1 proves QoS 1 survives kill -9: the real binary, with its
 // data_dir kept, is killed with SIGKILL at random moments at least 50 times
 // while a local publisher streams QoS 1 messages (some kills with the link
 // cut or reset as well), and during backlog drains (the link cut while
@@ -37,6 +38,7 @@ func TestCrashQoS1Spilling(t *testing.T) {
 // crashRun is the crash-and-cut run shared by QoS 1 and QoS 2; extra is
 // added to the gateway's configuration.
 func crashRun(t *testing.T, qos byte, extra string) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	streamKills, drainKills := 36, 14
 	rate := 600.0
 	if testing.Short() {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgegw/edgegw/internal/syncbuf"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 // buildBinary builds edgegw once per test binary run.
@@ -43,6 +44,7 @@ func (e *buildError) Error() string { return e.out }
 // TestDemo runs `make demo`'s script for a few seconds: readings must arrive
 // upstream over mutual TLS, and everything it started must be gone after.
 func TestDemo(t *testing.T) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	if testing.Short() {
 		t.Skip("runs the demo for 6 s")
 	}

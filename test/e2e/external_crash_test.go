@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgegw/edgegw/internal/mosquittotest"
 	"github.com/edgegw/edgegw/internal/syncbuf"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 // TestExternalBrokerKill9 runs the real binary on an external local broker
@@ -27,6 +28,7 @@ import (
 // still unacknowledged, so the broker delivers it again to the next life).
 // For QoS 2 the duplicates are counted too.
 func TestExternalBrokerKill9(t *testing.T) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	for _, qos := range []byte{1, 2} {
 		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) { externalKill9(t, qos) })
 	}

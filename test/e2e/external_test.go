@@ -14,6 +14,7 @@ import (
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"github.com/edgegw/edgegw/internal/mosquittotest"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 // externalConfig is a gateway on an external local broker (a plain
@@ -88,6 +89,7 @@ func checkOnceEach(t *testing.T, seqs []uint64) {
 // must not be taken twice), and another program's QoS 1 message on the
 // same broker under the out rule arrives upstream too.
 func TestExternalBrokerReadingsAndLocalPublisher(t *testing.T) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	f := pki(t)
 	up := upstream(t, f)
 	local := mosquittotest.Start(t, mosquittotest.Options{})
@@ -159,6 +161,7 @@ func TestExternalBrokerReadingsAndLocalPublisher(t *testing.T) {
 // matches the command topic, so the broker sends it back to the gateway,
 // which must not send it up again.
 func TestExternalBrokerCommandNoLoop(t *testing.T) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	pin := &gpiotest.Pin{N: "E2E_EXT_RELAY", Num: 4343, EdgesChan: make(chan pgpio.Level)}
 	if err := gpioreg.Register(pin); err != nil {
 		t.Fatal(err)
@@ -236,6 +239,7 @@ remote_prefix = "sites/s1/gw-01/"
 // readings meanwhile still go upstream; once Mosquitto starts the gateway
 // connects and the readings flow through it, with no gap and no duplicate.
 func TestExternalBrokerDownAtStart(t *testing.T) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	mosquittotest.Require(t)
 	f := pki(t)
 	up := upstream(t, f)

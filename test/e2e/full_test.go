@@ -9,9 +9,10 @@ import (
 
 	"github.com/edgegw/edgegw/gateway"
 	"github.com/edgegw/edgegw/internal/netproxy"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
-// TestFullBuffer is acceptance point 5 of issue 3: with a small buffer
+// TestFullBuffer proves each full_policy does what it says: with a small buffer
 // (max_bytes 256KiB, segment_bytes 64KiB, which the outbox lowers to an
 // eighth of max_bytes) and the link cut, a local QoS 1 publisher sends about
 // twice what fits, the link is restored, and each full_policy must do what
@@ -33,6 +34,7 @@ import (
 //     full, it stays connected — and after the link returns every message
 //     is acknowledged and arrives, 1..n in order.
 func TestFullBuffer(t *testing.T) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	const n = 2000 // ~290 bytes each on disk: about twice the 256KiB buffer
 	for _, policy := range []string{"drop_oldest", "drop_newest", "block"} {
 		t.Run(policy, func(t *testing.T) {

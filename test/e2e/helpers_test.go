@@ -50,7 +50,7 @@ func clientPair(t testing.TB, f certs.Files, name string) certs.Pair {
 	return certs.Pair{}
 }
 
-// upstream starts Mosquitto with mutual TLS as the issue describes.
+// upstream starts Mosquitto with mutual TLS: require_certificate, the CN as user name.
 func upstream(t testing.TB, f certs.Files) *mosquittotest.Server {
 	return mosquittotest.Start(t, mosquittotest.Options{CAFile: f.CA.Cert, CertFile: f.Server.Cert, KeyFile: f.Server.Key})
 }

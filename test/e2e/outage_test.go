@@ -8,9 +8,10 @@ import (
 	"time"
 
 	"github.com/edgegw/edgegw/internal/netproxy"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
-// TestLinkCutsQoS1 is acceptance point 1 of issue 3: the gateway talks to a
+// TestLinkCutsQoS1 proves QoS 1 survives link cuts: the gateway talks to a
 // real Mosquitto with mutual TLS through a proxy that cuts (FIN), resets
 // (RST) and stalls the link at random moments, at least 200 times, while a
 // local publisher sends 20,000 QoS 1 messages on three topics. The upstream
@@ -18,6 +19,7 @@ import (
 // number of every topic, first appearances in order. The bridge's counters
 // must show the link going down and coming back for every cut.
 func TestLinkCutsQoS1(t *testing.T) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	const total = 20000
 	minBreaks := 200
 	rate := 800.0 // messages per second, so the stream spans the cuts

@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgegw/edgegw/devices/rdm6300"
 	"github.com/edgegw/edgegw/devices/serialtest"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 func gatewayConfig(dataDir, upstreamAddr string, tlsBlock string, devices string) string {
@@ -43,6 +44,7 @@ remote_prefix = "sites/s1/gw-01/"
 // arrive at a subscriber of a real Mosquitto over mutual TLS with the right
 // uids and seq 1..1000 without a gap; the corrupted ones are counted.
 func TestRFIDToUpstream(t *testing.T) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	f := pki(t)
 	up := upstream(t, f)
 	gwPair := clientPair(t, f, "gw-01")
@@ -119,6 +121,7 @@ func TestRFIDToUpstream(t *testing.T) {
 // TestNoClientCertificateExplained: the same gateway without a client
 // certificate is refused by the broker, and the log says why in words.
 func TestNoClientCertificateExplained(t *testing.T) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	f := pki(t)
 	up := upstream(t, f)
 	tlsBlock := fmt.Sprintf("[upstream.tls]\ncafile = %q\n", f.CA.Cert)

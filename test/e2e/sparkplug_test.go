@@ -358,9 +358,9 @@ interval = "20ms"
 	if tok := lc.Subscribe("readings/climate", 0, func(_ paho.Client, m paho.Message) { local.add(m) }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("local subscribe: %v", tok.Error())
 	}
+	mark := len(sub.snapshot()) // before the cut: the NDEATH can arrive before the next line runs
 	px.Cut()
 	cutAt := time.Now()
-	mark := len(sub.snapshot())
 	sub.waitFor(t, 10*time.Second, "NDEATH after the cut", func(ms []paho.Message) bool {
 		for _, m := range ms[mark:] {
 			if m.Topic() == "spBv1.0/plant1/NDEATH/gw-01" {

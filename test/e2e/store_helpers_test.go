@@ -24,7 +24,7 @@ import (
 	"github.com/edgegw/edgegw/internal/syncbuf"
 )
 
-// Helpers of the store-and-forward tests (issue 3): numbered messages on a
+// Helpers of the store-and-forward tests: numbered messages on a
 // few topics, a persistent upstream subscriber, an analysis that names what
 // was lost, duplicated or reordered, and the real binary run and killed.
 

@@ -9,6 +9,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgegw/edgegw/internal/mosquittotest"
+	"github.com/edgegw/edgegw/internal/testenv"
 )
 
 // upstreamConfig is a gateway with one sim device publishing every 20 ms at
@@ -48,6 +49,7 @@ func tlsBlockFor(t *testing.T, f certsFiles) string {
 // (Mosquitto's max_qos 1, announced in the MQTT 5 CONNACK) gets a QoS 2 rule's
 // messages at QoS 1, with a warning in the log, instead of a failing link.
 func TestMQTT5MaximumQoSDowngrades(t *testing.T) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	f := pki(t)
 	up := mosquittotest.Start(t, mosquittotest.Options{CAFile: f.CA.Cert, CertFile: f.Server.Cert, KeyFile: f.Server.Key, Extra: "max_qos 1\n"})
 	sub := subscribe(t, f, up.Addr(), "sites/s1/gw-01/readings/#", 2)
@@ -73,6 +75,7 @@ func TestMQTT5MaximumQoSDowngrades(t *testing.T) {
 // TestFailoverToSecondAddress: with two upstream addresses of which the
 // first does not answer, the gateway goes on to the second.
 func TestFailoverToSecondAddress(t *testing.T) {
+	testenv.Integration(t, "a real Mosquitto and the whole gateway (end to end)")
 	f := pki(t)
 	up := upstream(t, f)
 	dead := fmt.Sprintf("127.0.0.1:%d", mosquittotest.FreePort(t))
