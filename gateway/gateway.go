@@ -23,8 +23,7 @@
 //  8. uplink: the upstream session, the dead-letter request service and
 //     the certificate watch.
 //  9. devices: the drivers under their supervisors, and their commands.
-//
-// 10. outbox waits: nothing starts; see its stop.
+//  10. outbox waits: nothing starts; see its stop.
 //
 // Stop order, the reverse:
 //
