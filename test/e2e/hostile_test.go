@@ -171,6 +171,16 @@ func TestUnauthenticatedPeersAreBounded(t *testing.T) {
 connect_timeout = "2s"`), brokerAddr)
 	gw.start()
 	pid := gw.cmd.Process.Pid
+	// The HTTP endpoint starts after the broker's listener (lifecycle step
+	// "ops"): wait for it before reading metrics.
+	waitUntil(t, 5*time.Second, "the HTTP endpoint to listen", func() bool {
+		c, err := net.DialTimeout("tcp", httpAddr, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
 	waitUntil(t, 5*time.Second, "the start-up probe connection to go", func() bool {
 		return metric(t, httpAddr, "edgegw_broker_connections") == 0
 	})

@@ -21,7 +21,7 @@ import (
 // order (read from its debug log).
 func TestSIGTERMStopsInBoundedTime(t *testing.T) {
 	testenv.Integration(t, "the built binary")
-	order := []string{"outbox waits", "devices", "uplink", "ops", "ecosystem", "broker", "outbox", "data_dir"}
+	order := []string{"outbox waits", "devices", "uplink", "ops", "ecosystem", "broker", "deadletter", "outbox", "data_dir"}
 	cases := []struct {
 		name  string
 		extra string // TOML after [upstream]
