@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	connackcodes "github.com/edgegw/edgegw/internal/connack"
 )
 
 // RefusedError is a CONNACK refusal.
@@ -18,23 +20,12 @@ type RefusedError struct {
 
 func (e *RefusedError) Error() string {
 	var s string
-	switch e.Code {
-	case 1, 0x84:
-		s = "the server refused the connection: unacceptable protocol version"
-	case 2, 0x85:
-		s = "the server refused the connection: client identifier rejected"
-	case 3, 0x88:
-		s = "the server refused the connection: server unavailable"
-	case 4, 0x86:
-		s = "the server refused the connection: bad user name or password"
-	case 5, 0x87:
-		s = "the server refused the connection: not authorised"
-	default:
-		if e.Version == 5 {
-			s = "the server refused the connection: " + reasonText(e.Code, "")
-		} else {
-			s = "the server refused the connection with code " + strconv.Itoa(int(e.Code))
-		}
+	if text, ok := connackcodes.Text(e.Code); ok {
+		s = "the server refused the connection: " + text
+	} else if e.Version == 5 {
+		s = "the server refused the connection: " + reasonText(e.Code, "")
+	} else {
+		s = "the server refused the connection with code " + strconv.Itoa(int(e.Code))
 	}
 	if e.Reason != "" {
 		s += fmt.Sprintf(" (the server said %q)", e.Reason)

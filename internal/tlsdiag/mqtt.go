@@ -7,6 +7,7 @@ import (
 	"io"
 
 	paho "github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/edgegw/edgegw/internal/connack"
 )
 
 // ConnackError is a CONNACK that refused the connection (MQTT 3.1.1 return
@@ -27,34 +28,11 @@ type connackCoder interface{ ConnackCode() byte }
 
 // v3Code maps an MQTT 5 CONNACK reason code onto the MQTT 3.1.1 return
 // code that means the same; 3.1.1 codes pass through.
-func v3Code(rc byte) byte {
-	switch rc {
-	case 0x84: // unsupported protocol version
-		return 1
-	case 0x85: // client identifier not valid
-		return 2
-	case 0x88, 0x89: // server unavailable, server busy
-		return 3
-	case 0x86: // bad user name or password
-		return 4
-	case 0x87, 0x8A: // not authorized, banned
-		return 5
-	}
-	return rc
-}
+func v3Code(rc byte) byte { return connack.V3(rc) }
 
 func connackText(rc byte) string {
-	switch rc {
-	case 1:
-		return "unacceptable protocol version"
-	case 2:
-		return "identifier rejected"
-	case 3:
-		return "server unavailable"
-	case 4:
-		return "bad user name or password"
-	case 5:
-		return "not authorised"
+	if text, ok := connack.Text(rc); ok {
+		return text
 	}
 	return "unknown return code"
 }
