@@ -4,6 +4,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"time"
+
+	retry "github.com/edgegw/edgegw/internal/backoff"
 )
 
 // stableAfter is how long a session must stay up to count as stable: a
@@ -52,12 +54,11 @@ type backoff struct {
 	rand     func(n int64) int64 // rand.Int64N; tests inject
 }
 
+// ceiling is the shared doubling rule (internal/backoff); the jitter and
+// the policy per kind of end below are the bridge's own: many gateways
+// reconnect to one upstream, and the server's answer says how to wait.
 func (b *backoff) ceiling() time.Duration {
-	c := b.min << min(b.attempt, 20)
-	if c > b.max || c <= 0 {
-		c = b.max
-	}
-	return c
+	return retry.Ceiling(b.min, b.max, b.attempt)
 }
 
 // next returns how long to wait after a session ended so.

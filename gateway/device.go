@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgegw/edgegw/broker"
 	"github.com/edgegw/edgegw/devices"
+	"github.com/edgegw/edgegw/internal/backoff"
 )
 
 // deviceRunner supervises one device: it runs the driver, turns its
@@ -51,7 +52,7 @@ const (
 )
 
 func (d *deviceRunner) supervise(ctx context.Context) {
-	wait := restartMin
+	wait := backoff.Doubling{Min: restartMin, Max: restartMax}
 	var downSince time.Time
 	lastMsg := ""
 	for {
@@ -78,25 +79,25 @@ func (d *deviceRunner) supervise(ctx context.Context) {
 		d.lastErr = err.Error()
 		d.errMu.Unlock()
 		if time.Since(started) > restartMax {
-			wait = restartMin // it ran fine for a while: start over
+			wait.Reset() // it ran fine for a while: start over
 		}
 		if downSince.IsZero() {
 			downSince = time.Now()
 		}
+		retryIn := wait.Next()
 		if err.Error() != lastMsg {
-			d.log.Warn("device failed; retrying with backoff", "error", err, "retry_in", wait)
+			d.log.Warn("device failed; retrying with backoff", "error", err, "retry_in", retryIn)
 			lastMsg = err.Error()
 		} else {
-			d.log.Debug("device still failing", "error", err, "retry_in", wait)
+			d.log.Debug("device still failing", "error", err, "retry_in", retryIn)
 		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(retryIn)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
 		}
-		wait = min(wait*2, restartMax)
 	}
 }
 

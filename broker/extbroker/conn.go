@@ -7,13 +7,15 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/edgegw/edgegw/internal/backoff"
 )
 
 // connectLoop makes the first connection, retrying with a bounded backoff
 // until it succeeds or Close; paho reconnects by itself after that. first is
 // closed after the first attempt.
 func (b *Broker) connectLoop(first chan struct{}) {
-	wait := b.o.BackoffMin
+	wait := backoff.Doubling{Min: b.o.BackoffMin, Max: b.o.BackoffMax}
 	for n := 0; ; n++ {
 		tok := b.cli.Connect()
 		// An attempt is bounded by ConnectTimeout; wait for it even when
@@ -31,14 +33,13 @@ func (b *Broker) connectLoop(first chan struct{}) {
 		}
 		b.connectFails.Add(1)
 		b.noteDown("cannot connect to the local broker", err)
-		t := time.NewTimer(wait)
+		t := time.NewTimer(wait.Next())
 		select {
 		case <-b.stop:
 			t.Stop()
 			return
 		case <-t.C:
 		}
-		wait = min(wait*2, b.o.BackoffMax)
 	}
 }
 
