@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgegw/edgegw/devices"
+	"github.com/edgegw/edgegw/internal/duration"
 )
 
 func init() {
@@ -50,7 +51,7 @@ func New(env devices.Env, decode devices.Decoder) (devices.Device, error) {
 	default:
 		return nil, fmt.Errorf("kind: %q is not allowed: \"rfid\", \"sensor\" or \"both\"", cfg.Kind)
 	}
-	iv, err := time.ParseDuration(cfg.Interval)
+	iv, err := duration.Parse(cfg.Interval)
 	if err != nil || iv <= 0 {
 		return nil, fmt.Errorf("interval: %q is not a positive duration such as \"1s\" or \"10ms\"", cfg.Interval)
 	}

@@ -5,11 +5,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgegw/edgegw/internal/duration"
 )
 
-// Duration is a TOML string such as "1500ms", "30s" or "2h". A value that does
-// not parse is kept and reported by validation with its line, so that one
-// bad value does not hide the others.
+// Duration is a TOML string such as "1500ms", "30s" or "2h", parsed by the
+// one rule of internal/duration. A value that does not parse is kept and
+// reported by validation with its line, so that one bad value does not hide
+// the others (which is why it is not that package's type).
 type Duration struct {
 	time.Duration
 	raw string
@@ -19,10 +22,7 @@ type Duration struct {
 // UnmarshalText implements encoding.TextUnmarshaler; it never fails.
 func (d *Duration) UnmarshalText(b []byte) error {
 	d.raw = string(b)
-	d.Duration, d.err = time.ParseDuration(d.raw)
-	if d.err == nil && d.Duration < 0 {
-		d.err = fmt.Errorf("is negative")
-	}
+	d.Duration, d.err = duration.Parse(d.raw)
 	return nil
 }
 
@@ -30,7 +30,7 @@ func (d Duration) problem() string {
 	if d.err == nil {
 		return ""
 	}
-	return fmt.Sprintf("%q is not a duration (write it like \"500ms\", \"30s\", \"5m\" or \"2h\")", d.raw)
+	return d.err.Error()
 }
 
 // Size is a TOML string such as "256MiB" or "10MB", or a plain number of bytes.
