@@ -210,22 +210,22 @@ func New(o Options) *Bridge {
 		o.Logger = slog.Default()
 	}
 	if o.Keepalive <= 0 {
-		o.Keepalive = 30 * time.Second
+		o.Keepalive = DefaultKeepalive
 	}
 	if o.Version == 0 {
-		o.Version = 4
+		o.Version = DefaultVersion
 	}
 	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = defaultConnectTimeout
+		o.ConnectTimeout = DefaultConnectTimeout
 	}
 	if o.Inflight <= 0 {
-		o.Inflight = 1024
+		o.Inflight = DefaultInflight
 	}
 	if o.BackoffMin <= 0 {
-		o.BackoffMin = 250 * time.Millisecond
+		o.BackoffMin = DefaultBackoffMin
 	}
 	if o.BackoffMax < o.BackoffMin {
-		o.BackoffMax = max(o.BackoffMin, 2*time.Second)
+		o.BackoffMax = max(o.BackoffMin, DefaultBackoffMax)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Bridge{o: o, log: o.Logger, acceptCtx: ctx, stop: cancel}

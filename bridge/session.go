@@ -19,10 +19,6 @@ import (
 	"github.com/edgegw/edgegw/bridge/outbox"
 )
 
-// defaultConnectTimeout bounds dialing, the TLS handshake and waiting for
-// CONNACK (and SUBACK) unless Options.ConnectTimeout says otherwise.
-const defaultConnectTimeout = 10 * time.Second
-
 // Run keeps the upstream session up until ctx ends: it connects to each
 // endpoint in turn, drains the outbox in order through a bounded in-flight
 // window, and after a failure waits per the backoff policy (see backoff):

@@ -89,18 +89,19 @@ type Options struct {
 	Password []byte
 	// Filters are the local filters of the bridge's out rules.
 	Filters []string
-	// Keepalive is the MQTT keepalive (default 10s).
+	// Keepalive is the MQTT keepalive (default DefaultKeepalive).
 	Keepalive time.Duration
-	// ConnectTimeout bounds one connection attempt (default 5s).
+	// ConnectTimeout bounds one connection attempt (default
+	// DefaultConnectTimeout).
 	ConnectTimeout time.Duration
 	// BackoffMin and BackoffMax bound the wait between attempts (defaults
-	// 250ms and 5s).
+	// DefaultBackoffMin and DefaultBackoffMax).
 	BackoffMin, BackoffMax time.Duration
 	// PublishTimeout bounds the wait for the broker's acknowledgement of a
-	// Publish or Deliver (default 5s).
+	// Publish or Deliver (default DefaultPublishTimeout).
 	PublishTimeout time.Duration
 	// EchoWindow and EchoMax bound the memory of delivered messages kept to
-	// recognise their echo (defaults 30s and 4096 messages).
+	// recognise their echo (defaults DefaultEchoWindow, DefaultEchoMax).
 	EchoWindow time.Duration
 	EchoMax    int
 	// Attempt, when set, is called at every connection attempt (the
@@ -185,15 +186,15 @@ func New(o Options) (*Broker, error) {
 			*d = v
 		}
 	}
-	def(&o.Keepalive, 10*time.Second)
-	def(&o.ConnectTimeout, 5*time.Second)
-	def(&o.BackoffMin, 250*time.Millisecond)
-	def(&o.BackoffMax, 5*time.Second)
-	def(&o.PublishTimeout, 5*time.Second)
-	def(&o.EchoWindow, 30*time.Second)
+	def(&o.Keepalive, DefaultKeepalive)
+	def(&o.ConnectTimeout, DefaultConnectTimeout)
+	def(&o.BackoffMin, DefaultBackoffMin)
+	def(&o.BackoffMax, DefaultBackoffMax)
+	def(&o.PublishTimeout, DefaultPublishTimeout)
+	def(&o.EchoWindow, DefaultEchoWindow)
 	o.BackoffMax = max(o.BackoffMax, o.BackoffMin)
 	if o.EchoMax <= 0 {
-		o.EchoMax = 4096
+		o.EchoMax = DefaultEchoMax
 	}
 	b := &Broker{
 		o: o, log: o.Logger, subs: map[int]localSub{}, granted: map[string]bool{}, stop: make(chan struct{}),

@@ -214,6 +214,14 @@ func (es Errors) Error() string {
 }
 
 // Default returns the configuration with every default filled in.
+//
+// These are the user-facing defaults, the ones the README documents and
+// validation checks against. The packages that own the behaviour keep the
+// same values as exported constants for zero Options fields
+// (broker.Default*, bridge.Default*, outbox.Default*); this package imports
+// none of ours, so the values are written here as well, and
+// TestConfigDefaultsAreThePackagesDefaults in package gateway fails when
+// one side changes alone.
 func Default() Config {
 	return Config{
 		Gateway: Gateway{
@@ -245,6 +253,7 @@ func Default() Config {
 	}
 }
 
+// defaultUpstream fills [upstream]'s defaults (bridge.Default*; see Default).
 func defaultUpstream(u *Upstream) {
 	u.Keepalive.Duration = 30e9
 	u.Protocol = "3.1.1"
