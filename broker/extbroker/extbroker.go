@@ -29,6 +29,16 @@
 // If the broker is down at start, or goes away, the client keeps trying with
 // a bounded backoff and never gives up.
 //
+// Why paho, a second MQTT implementation beside mochi's packets (which the
+// embedded broker and the bridge's upstream session speak): this mode needs
+// a whole client (reconnect, a persistent session, subscriptions with
+// manual acknowledgement, resent QoS 2 flows from the broker's side), and
+// mochi is a server with no client. The bridge's session is a client, but
+// one made for one job (draining the outbox upstream, in order); taking it
+// over for a local session would give the bridge a second purpose. So the
+// external-broker mode keeps a well-kept client library, and only this
+// package (and tlsdiag, for paho's CONNACK error values) imports it.
+//
 // Guarantees: QoS 1 and 2 messages from local publishers reach the outbox
 // at least once across a gateway crash (the broker resends what we did not
 // acknowledge). A QoS 2 resend carries the broker's packet identifier for

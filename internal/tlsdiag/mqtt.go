@@ -58,6 +58,18 @@ func (e *ProtocolError) Error() string {
 
 // connectPacket encodes a CONNECT at protocol level version (4: MQTT 3.1.1,
 // 5: MQTT 5, with no properties) with a clean session and a 30 s keepalive.
+//
+// Why tls-check writes its own CONNECT and reads its own CONNACK instead of
+// using the bridge's codec (mochi's packets): internal/ may not import the
+// bridge (imports point from the bridge to internal, never back) nor mochi
+// (only broker and bridge may; broker's TestOnlyBrokerImportsMochi checks
+// it), and paho's codec has no MQTT 5. It is also a probe, not a session:
+// when the answer is not a CONNACK it keeps the raw first bytes, which tell
+// a TLS port from a plain one (0x15/0x16) and a broker from another
+// service; a codec rejects those bytes without keeping them. It is two
+// packets, tested against paho's decoder (TestConnectPacketDecodes) and a
+// real Mosquitto (TestMisconfig); the refusal codes come from
+// internal/connack like the bridge's.
 func connectPacket(clientID, username string, password []byte, version byte) []byte {
 	str := func(b []byte, s []byte) []byte {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
