@@ -41,6 +41,7 @@ import (
 
 	"github.com/edgegw/edgegw/bridge/deadletter"
 	"github.com/edgegw/edgegw/bridge/outbox"
+	"github.com/edgegw/edgegw/internal/defaults"
 )
 
 // Message is one message taken from the local broker.
@@ -209,21 +210,13 @@ func New(o Options) *Bridge {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.Keepalive <= 0 {
-		o.Keepalive = DefaultKeepalive
-	}
+	defaults.Set(&o.Keepalive, DefaultKeepalive)
 	if o.Version == 0 {
 		o.Version = DefaultVersion
 	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = DefaultConnectTimeout
-	}
-	if o.Inflight <= 0 {
-		o.Inflight = DefaultInflight
-	}
-	if o.BackoffMin <= 0 {
-		o.BackoffMin = DefaultBackoffMin
-	}
+	defaults.Set(&o.ConnectTimeout, DefaultConnectTimeout)
+	defaults.Set(&o.Inflight, DefaultInflight)
+	defaults.Set(&o.BackoffMin, DefaultBackoffMin)
 	if o.BackoffMax < o.BackoffMin {
 		o.BackoffMax = max(o.BackoffMin, DefaultBackoffMax)
 	}

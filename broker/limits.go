@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgegw/edgegw/internal/defaults"
 )
 
 // Limits bound what one network client can cost the gateway. Each applies
@@ -68,21 +70,11 @@ func newLimits(l Limits, log *slog.Logger) *limits {
 		maxPacket: l.MaxPacketSize, maxConns: l.MaxConnections, connectTimeout: l.ConnectTimeout,
 		writeTimeout: l.WriteTimeout, queue: l.ClientQueue, log: log,
 	}
-	if m.maxPacket <= 0 {
-		m.maxPacket = DefaultMaxPacketSize
-	}
-	if m.maxConns <= 0 {
-		m.maxConns = DefaultMaxConnections
-	}
-	if m.connectTimeout <= 0 {
-		m.connectTimeout = DefaultConnectTimeout
-	}
-	if m.writeTimeout <= 0 {
-		m.writeTimeout = DefaultWriteTimeout
-	}
-	if m.queue <= 0 {
-		m.queue = DefaultClientQueue
-	}
+	defaults.Set(&m.maxPacket, DefaultMaxPacketSize)
+	defaults.Set(&m.maxConns, DefaultMaxConnections)
+	defaults.Set(&m.connectTimeout, DefaultConnectTimeout)
+	defaults.Set(&m.writeTimeout, DefaultWriteTimeout)
+	defaults.Set(&m.queue, DefaultClientQueue)
 	m.queue = max(m.queue, 2*m.maxPacket)
 	return m
 }

@@ -82,6 +82,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgegw/edgegw/broker"
+	"github.com/edgegw/edgegw/internal/defaults"
 )
 
 // ErrNotConnected is returned by Publish and Deliver while the broker is
@@ -191,21 +192,14 @@ func New(o Options) (*Broker, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&o.Keepalive, DefaultKeepalive)
-	def(&o.ConnectTimeout, DefaultConnectTimeout)
-	def(&o.BackoffMin, DefaultBackoffMin)
-	def(&o.BackoffMax, DefaultBackoffMax)
-	def(&o.PublishTimeout, DefaultPublishTimeout)
-	def(&o.EchoWindow, DefaultEchoWindow)
+	defaults.Set(&o.Keepalive, DefaultKeepalive)
+	defaults.Set(&o.ConnectTimeout, DefaultConnectTimeout)
+	defaults.Set(&o.BackoffMin, DefaultBackoffMin)
+	defaults.Set(&o.BackoffMax, DefaultBackoffMax)
+	defaults.Set(&o.PublishTimeout, DefaultPublishTimeout)
+	defaults.Set(&o.EchoWindow, DefaultEchoWindow)
 	o.BackoffMax = max(o.BackoffMax, o.BackoffMin)
-	if o.EchoMax <= 0 {
-		o.EchoMax = DefaultEchoMax
-	}
+	defaults.Set(&o.EchoMax, DefaultEchoMax)
 	b := &Broker{
 		o: o, log: o.Logger, subs: map[int]localSub{}, granted: map[string]bool{}, stop: make(chan struct{}),
 		echo: newEchoes(o.EchoWindow, o.EchoMax, time.Now),
