@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgegw/edgegw/boards"
 	"github.com/edgegw/edgegw/devices"
+	"github.com/edgegw/edgegw/internal/duration"
 )
 
 func init() {
@@ -36,7 +37,7 @@ type Config struct {
 	// Address is 0x76 (SDO to GND, default) or 0x77 (SDO to VDDIO).
 	Address int `toml:"address"`
 	// Interval between measurements (default 30s, at least 100ms).
-	Interval time.Duration `toml:"interval"`
+	Interval duration.Duration `toml:"interval"`
 }
 
 // maxFailures is how many measurements in a row may fail before Run gives
@@ -77,11 +78,11 @@ func New(env devices.Env, decode devices.Decoder) (devices.Device, error) {
 	default:
 		return nil, fmt.Errorf("address: %#x is not a BME280 address; use 0x76 (SDO to GND) or 0x77 (SDO to VDDIO)", c.Address)
 	}
-	if c.Interval != 0 {
-		if c.Interval < 100*time.Millisecond {
-			return nil, fmt.Errorf("interval: %s is too short; use at least 100ms", c.Interval)
+	if iv := c.Interval.D(); iv != 0 {
+		if iv < 100*time.Millisecond {
+			return nil, fmt.Errorf("interval: %s is too short; use at least 100ms", iv)
 		}
-		s.interval = c.Interval
+		s.interval = iv
 	}
 	return s, nil
 }

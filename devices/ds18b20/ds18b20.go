@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/edgegw/edgegw/devices"
+	"github.com/edgegw/edgegw/internal/duration"
 )
 
 func init() {
@@ -40,7 +41,7 @@ type Config struct {
 	Dir string `toml:"dir"`
 	// Interval between reads of all probes (default 30s, at least 1s: each
 	// probe takes up to 750 ms to convert).
-	Interval time.Duration `toml:"interval"`
+	Interval duration.Duration `toml:"interval"`
 	// Probes, when set, limits reading to these ROM ids ("28-0316a2794aff").
 	Probes []string `toml:"probes"`
 }
@@ -90,11 +91,11 @@ func New(env devices.Env, decode devices.Decoder) (devices.Device, error) {
 		}
 		b.dir = filepath.Clean(c.Dir)
 	}
-	if c.Interval != 0 {
-		if c.Interval < time.Second {
-			return nil, fmt.Errorf("interval: %s is too short; use at least 1s (a conversion takes up to 750ms per probe)", c.Interval)
+	if iv := c.Interval.D(); iv != 0 {
+		if iv < time.Second {
+			return nil, fmt.Errorf("interval: %s is too short; use at least 1s (a conversion takes up to 750ms per probe)", iv)
 		}
-		b.interval = c.Interval
+		b.interval = iv
 	}
 	if len(c.Probes) > 0 {
 		b.only = map[string]bool{}

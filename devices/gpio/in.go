@@ -11,6 +11,7 @@ import (
 	pgpio "periph.io/x/conn/v3/gpio"
 
 	"github.com/edgegw/edgegw/devices"
+	"github.com/edgegw/edgegw/internal/duration"
 )
 
 func init() {
@@ -32,9 +33,9 @@ type InConfig struct {
 	Edge string `toml:"edge"`
 	// Debounce is how long a new level must hold before it counts
 	// (default 20ms; "0s" disables).
-	Debounce *time.Duration `toml:"debounce"`
+	Debounce *duration.Duration `toml:"debounce"`
 	// Interval, when set, also publishes the current state periodically.
-	Interval time.Duration `toml:"interval"`
+	Interval duration.Duration `toml:"interval"`
 	// ActiveLow makes `state` true while the line is low (a contact to
 	// ground with a pull-up).
 	ActiveLow bool `toml:"active_low"`
@@ -78,7 +79,7 @@ func newInput(env devices.Env, decode devices.Decoder) (devices.Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Input{name: env.Name, line: line, pull: pull, interval: c.Interval, activeLow: c.ActiveLow, debounce: 20 * time.Millisecond, clock: env.ClockOrReal()}
+	in := &Input{name: env.Name, line: line, pull: pull, interval: c.Interval.D(), activeLow: c.ActiveLow, debounce: 20 * time.Millisecond, clock: env.ClockOrReal()}
 	switch strings.ToLower(c.Edge) {
 	case "", "both":
 		in.rising, in.falling = true, true
@@ -90,13 +91,13 @@ func newInput(env devices.Env, decode devices.Decoder) (devices.Device, error) {
 		return nil, fmt.Errorf("edge: %q is not an edge; use \"rising\", \"falling\" or \"both\"", c.Edge)
 	}
 	if c.Debounce != nil {
-		if *c.Debounce < 0 || *c.Debounce > 10*time.Second {
-			return nil, fmt.Errorf("debounce: %s is out of range; use 0s (off) to 10s", *c.Debounce)
+		if db := c.Debounce.D(); db < 0 || db > 10*time.Second {
+			return nil, fmt.Errorf("debounce: %s is out of range; use 0s (off) to 10s", db)
 		}
-		in.debounce = *c.Debounce
+		in.debounce = c.Debounce.D()
 	}
-	if c.Interval != 0 && c.Interval < 100*time.Millisecond {
-		return nil, fmt.Errorf("interval: %s is too short; use at least 100ms, or leave it out for changes only", c.Interval)
+	if iv := c.Interval.D(); iv != 0 && iv < 100*time.Millisecond {
+		return nil, fmt.Errorf("interval: %s is too short; use at least 100ms, or leave it out for changes only", iv)
 	}
 	return in, nil
 }

@@ -13,6 +13,7 @@ import (
 	pgpio "periph.io/x/conn/v3/gpio"
 
 	"github.com/edgegw/edgegw/devices"
+	"github.com/edgegw/edgegw/internal/duration"
 )
 
 func init() {
@@ -35,7 +36,7 @@ type OutConfig struct {
 	// "off" or "on"; default: the same as Initial.
 	SafeState string `toml:"safe_state"`
 	// MaxPulse caps pulse commands (default 1m).
-	MaxPulse time.Duration `toml:"max_pulse"`
+	MaxPulse duration.Duration `toml:"max_pulse"`
 }
 
 // ErrNotRunning is returned by Command when the output is not running (not
@@ -93,11 +94,11 @@ func newOutput(env devices.Env, decode devices.Decoder) (devices.Device, error) 
 	if o.safe, err = parseOnOff("safe_state", c.SafeState, o.initial); err != nil {
 		return nil, err
 	}
-	if c.MaxPulse != 0 {
-		if c.MaxPulse < 0 || c.MaxPulse > 24*time.Hour {
-			return nil, fmt.Errorf("max_pulse: %s is out of range; use up to 24h", c.MaxPulse)
+	if mp := c.MaxPulse.D(); mp != 0 {
+		if mp < 0 || mp > 24*time.Hour {
+			return nil, fmt.Errorf("max_pulse: %s is out of range; use up to 24h", mp)
 		}
-		o.maxPulse = c.MaxPulse
+		o.maxPulse = mp
 	}
 	return o, nil
 }

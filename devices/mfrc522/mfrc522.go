@@ -23,6 +23,7 @@ import (
 	"github.com/edgegw/edgegw/boards"
 	"github.com/edgegw/edgegw/devices"
 	"github.com/edgegw/edgegw/devices/gpio"
+	"github.com/edgegw/edgegw/internal/duration"
 )
 
 func init() {
@@ -45,7 +46,7 @@ type Config struct {
 	IRQPin string `toml:"irq_pin"`
 	// Dedupe reports a tag held on the reader once per window (default 2s;
 	// "0s" reports every read).
-	Dedupe *time.Duration `toml:"dedupe"`
+	Dedupe *duration.Duration `toml:"dedupe"`
 	// AntennaGain is the receiver gain 0..7 (RFCfgReg RxGain: 18 dB … 48 dB;
 	// default 4, 33 dB).
 	AntennaGain *int `toml:"antenna_gain"`
@@ -112,10 +113,7 @@ func New(env devices.Env, decode devices.Decoder) (devices.Device, error) {
 	}
 	r.dedupe.Window = 2 * time.Second
 	if c.Dedupe != nil {
-		if *c.Dedupe < 0 {
-			return nil, fmt.Errorf("dedupe: %s is negative", *c.Dedupe)
-		}
-		r.dedupe.Window = *c.Dedupe
+		r.dedupe.Window = c.Dedupe.D() // never negative: duration.Parse refuses it
 	}
 	if c.AntennaGain != nil {
 		if *c.AntennaGain < 0 || *c.AntennaGain > 7 {

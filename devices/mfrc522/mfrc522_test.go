@@ -219,7 +219,7 @@ func TestConfig(t *testing.T) {
 	d, _ := devices.Lookup("mfrc522")
 	for _, c := range []struct{ board, src, want string }{
 		{"", `antenna_gain = 9`, "antenna_gain: 9 is out of range"},
-		{"", `dedupe = "-1s"`, "dedupe: -1s is negative"},
+		{"", `dedupe = "-1s"`, `"-1s" is negative`},
 		{"", `irq_pin = "GPIO25"`, `irq_pin: "GPIO25" is the same line as reset_pin`},
 		{"rpi4", `irq_pin = "P1_4"`, "irq_pin: boards: Raspberry Pi 4 Model B has no GPIO at header position"},
 	} {

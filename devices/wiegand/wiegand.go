@@ -23,6 +23,7 @@ import (
 
 	"github.com/edgegw/edgegw/devices"
 	"github.com/edgegw/edgegw/devices/gpio"
+	"github.com/edgegw/edgegw/internal/duration"
 )
 
 func init() {
@@ -42,9 +43,9 @@ type Config struct {
 	Pull string `toml:"pull"`
 	// FrameGap ends a frame when no bit has arrived for this long
 	// (default 25ms; bits come 1–2 ms apart).
-	FrameGap time.Duration `toml:"frame_gap"`
+	FrameGap duration.Duration `toml:"frame_gap"`
 	// Dedupe suppresses the same card within this window (default 0: off).
-	Dedupe time.Duration `toml:"dedupe"`
+	Dedupe duration.Duration `toml:"dedupe"`
 }
 
 // maxBits bounds a frame; longer bursts are noise and dropped whole.
@@ -94,16 +95,13 @@ func New(env devices.Env, decode devices.Decoder) (devices.Device, error) {
 	}
 	r := &Reader{d0: d0, d1: d1, pull: pull, gap: 25 * time.Millisecond, clock: env.ClockOrReal()}
 	r.dedupe.Now = r.clock.Now
-	if c.FrameGap != 0 {
-		if c.FrameGap < 5*time.Millisecond || c.FrameGap > time.Second {
-			return nil, fmt.Errorf("frame_gap: %s is out of range; use 5ms to 1s (bits come 1–2 ms apart)", c.FrameGap)
+	if fg := c.FrameGap.D(); fg != 0 {
+		if fg < 5*time.Millisecond || fg > time.Second {
+			return nil, fmt.Errorf("frame_gap: %s is out of range; use 5ms to 1s (bits come 1–2 ms apart)", fg)
 		}
-		r.gap = c.FrameGap
+		r.gap = fg
 	}
-	if c.Dedupe < 0 {
-		return nil, fmt.Errorf("dedupe: %s is negative", c.Dedupe)
-	}
-	r.dedupe.Window = c.Dedupe
+	r.dedupe.Window = c.Dedupe.D() // never negative: duration.Parse refuses it
 	return r, nil
 }
 

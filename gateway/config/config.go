@@ -440,6 +440,12 @@ func (d *Device) Decode(v any) error {
 		return errs
 	}
 	if err := c.md.PrimitiveDecode(c.prims[d.index], v); err != nil {
+		// A value its type refused (a duration that does not parse): name
+		// the key and its line, as validation does for the gateway's keys.
+		var pe toml.ParseError
+		if errors.As(err, &pe) && pe.Position.Line > 0 && pe.LastKey != "" {
+			return &Error{File: c.file, Line: pe.Position.Line, Key: d.Path() + "." + strings.TrimPrefix(pe.LastKey, "device."), Msg: pe.Message}
+		}
 		return c.ErrorAt(d.Path(), strings.TrimPrefix(err.Error(), "toml: "))
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/edgegw/edgegw/internal/duration"
 )
 
 const good = `
@@ -210,6 +212,31 @@ func TestUnknownDriverKeyInSecondDevice(t *testing.T) {
 	err = c.Devices[1].Decode(&sim)
 	if err == nil || !strings.Contains(err.Error(), `gw.toml:30: device[1].intervl: unknown key "intervl" (did you mean "interval"?)`) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestDriverValueRefusedByItsType: a driver value its type refuses at
+// decoding (a bad or negative duration) is named with its key and its own
+// line, not the device's header line.
+func TestDriverValueRefusedByItsType(t *testing.T) {
+	cases := []struct{ value, want string }{
+		{`"soon"`, `gw.toml:30: device[1].dedupe: "soon" is not a duration (write it like "500ms"`},
+		{`"-1s"`, `gw.toml:30: device[1].dedupe: "-1s" is negative`},
+	}
+	for _, tc := range cases {
+		src := withFiles(t, strings.Replace(good, `type = "sim"`, "type = \"sim\"\nrate = \"fast\"\ndedupe = "+tc.value, 1))
+		c, err := Parse("gw.toml", src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var drv struct {
+			Rate   string            `toml:"rate"`
+			Dedupe duration.Duration `toml:"dedupe"`
+		}
+		err = c.Devices[1].Decode(&drv)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("dedupe = %s: got %v, want %q", tc.value, err, tc.want)
+		}
 	}
 }
 

@@ -2,8 +2,9 @@
 // configuration: Go's syntax ("500ms", "30s", "5m", "2h"), never negative,
 // and the one message that says so. The gateway's own keys
 // (gateway/config.Duration, which keeps a bad value for validation to report
-// with its line) and the drivers' keys (Duration here, which refuses it at
-// decoding; the config positions that error) both parse with Parse.
+// with its line) and every driver's keys (Duration here, which refuses it
+// at decoding; gateway/config names that error with the key's line) both
+// parse with Parse. A bare number is refused: it has no unit.
 //
 // Concurrency: no state.
 package duration
