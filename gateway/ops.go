@@ -85,8 +85,9 @@ func (g *Gateway) initOps() {
 	cfg := g.cfg
 	if u := cfg.Upstream; u != nil {
 		// Up: a PINGRESP at least every keepalive. Down: a dial at least
-		// every backoff_max plus the 10s connect timeout.
-		limit := max(u.Keepalive.Duration, u.BackoffMax.Duration) + 10*time.Second + 20*time.Second
+		// every backoff_max plus the connect timeout (upstream.connect_timeout,
+		// 10s by default, not a constant of its own here).
+		limit := max(u.Keepalive.Duration, u.BackoffMax.Duration) + u.ConnectTimeout.Duration + 20*time.Second
 		o.bridgeHeart = o.live.beating("bridge", limit)
 	}
 	// The probe goes through the local broker: the embedded one, or our
