@@ -95,18 +95,9 @@ func connectPacket(clientID, username string, password []byte, version byte) []b
 			body = str(body, password)
 		}
 	}
-	pk := []byte{0x10}
-	for n := len(body); ; {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		pk = append(pk, d)
-		if n == 0 {
-			break
-		}
-	}
+	// MQTT's Remaining Length (a Variable Byte Integer, 1.5.5) is the
+	// unsigned LEB128 that encoding/binary writes as a uvarint.
+	pk := binary.AppendUvarint([]byte{0x10}, uint64(len(body)))
 	return append(pk, body...)
 }
 

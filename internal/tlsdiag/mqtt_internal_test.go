@@ -13,7 +13,8 @@ import (
 // 3.1.1, and the MQTT 5 form is the same with level 5 and an empty
 // property block.
 func TestConnectPacketDecodes(t *testing.T) {
-	long := strings.Repeat("c", 300) // remaining length needs two bytes
+	long := strings.Repeat("c", 300)     // remaining length needs two bytes
+	longer := strings.Repeat("c", 20000) // and three
 	cases := []struct {
 		name, clientID, username string
 		password                 []byte
@@ -24,6 +25,7 @@ func TestConnectPacketDecodes(t *testing.T) {
 		{"empty password is sent", "gw-01", "gw", []byte{}},
 		{"password without user name is not sent", "gw-01", "", []byte("x")},
 		{"long client id", long, "gw", []byte("pw")},
+		{"longer client id", longer, "", nil},
 	}
 	for _, c := range cases {
 		b := connectPacket(c.clientID, c.username, c.password, 4)
