@@ -12,12 +12,14 @@ package mosquittotest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -101,12 +103,27 @@ func Start(t testing.TB, o Options) *Server {
 }
 
 // StartE runs mosquitto in dir; the caller stops it. freePort is used when
-// o.Port is 0.
+// o.Port is 0; a port freePort chose can be taken by another process
+// before mosquitto binds it (tests of other packages run at the same time),
+// so then mosquitto is started again on another one, a few times.
 func StartE(dir string, o Options, freePort func() int) (*Server, error) {
-	port := o.Port
-	if port == 0 {
-		port = freePort()
+	if o.Port != 0 {
+		return startOnce(dir, o, o.Port)
 	}
+	var err error
+	for range 5 {
+		var s *Server
+		if s, err = startOnce(dir, o, freePort()); !errors.Is(err, errPortTaken) {
+			return s, err
+		}
+	}
+	return nil, err
+}
+
+// errPortTaken: mosquitto could not bind its port.
+var errPortTaken = errors.New("port taken")
+
+func startOnce(dir string, o Options, port int) (*Server, error) {
 	var conf bytes.Buffer
 	fmt.Fprintf(&conf, "per_listener_settings false\n")
 	if os.Geteuid() == 0 {
@@ -147,13 +164,20 @@ func StartE(dir string, o Options, freePort func() int) (*Server, error) {
 	go func() { _ = s.cmd.Wait(); close(s.done) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return s, nil
+		// Ready when it says so (after opening its listeners) and accepts:
+		// a connection alone could reach another process on a taken port.
+		if strings.Contains(s.out.String(), " running") {
+			c, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond)
+			if err == nil {
+				c.Close()
+				return s, nil
+			}
 		}
 		select {
 		case <-s.done:
+			if strings.Contains(s.out.String(), "Address already in use") {
+				return nil, fmt.Errorf("mosquitto: port %d: %w:\n%s", port, errPortTaken, s.out.String())
+			}
 			return nil, fmt.Errorf("mosquitto exited at start:\n%s\nconfig:\n%s", s.out.String(), conf.String())
 		case <-time.After(20 * time.Millisecond):
 		}
