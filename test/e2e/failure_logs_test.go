@@ -74,7 +74,9 @@ func (tl *timeline) add(format string, args ...any) {
 	}
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	tl.events = append(tl.events, fmt.Sprintf("%8.3fs ", time.Since(tl.start).Seconds())+fmt.Sprintf(format, args...))
+	now := time.Now()
+	// The wall clock in UTC, as in the gateway's log, and the time since the start.
+	tl.events = append(tl.events, fmt.Sprintf("%s %8.3fs ", now.UTC().Format("15:04:05.000"), now.Sub(tl.start).Seconds())+fmt.Sprintf(format, args...))
 }
 
 func (tl *timeline) String() string {
