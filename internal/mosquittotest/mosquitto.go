@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -74,15 +75,46 @@ func Require(t testing.TB) {
 	testenv.Tools(t, "mosquitto mosquitto-clients", "mosquitto")
 }
 
-// FreePort returns a port that was free a moment ago.
+// FreePort returns a port that was free a moment ago, chosen below the
+// kernel's ephemeral range (ip_local_port_range): the kernel never gives
+// such a port to an outgoing connection or to a listener on port 0, so a
+// test that frees its port for a moment (a gateway killed and started
+// again on the same address) cannot lose it to another connection on the
+// machine, only — far less likely — to another test's FreePort.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	low := ephemeralLow()
+	for range 100 {
+		port := 10000 + rand.IntN(low-10000)
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			l.Close()
+			return port
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// when it cannot be read, Linux's default).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low <= 11000 {
+		return 32768
+	}
+	return low
 }
 
 // Start runs mosquitto until the test ends.
