@@ -86,7 +86,11 @@ type Node struct {
 	pend                *pending
 	q                   queue
 
-	stats Stats
+	// statsMu guards stats (Stored included, kept equal to len(store)).
+	// It is never held while waiting on anything, so Stats answers while
+	// mu is held by a write to a stalled upstream link.
+	statsMu sync.Mutex
+	stats   Stats
 }
 
 // Stats are the node's counters, for metrics.
@@ -101,10 +105,9 @@ type Stats struct {
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.statsMu.Lock()
 	s := n.stats
-	s.Stored = len(n.store)
+	n.statsMu.Unlock()
 	s.QueueDropped = n.q.dropped.Load()
 	return s
 }
@@ -159,12 +162,25 @@ func New(o Options) *Node {
 // keepLocked stores a reading for the next birth, dropping the oldest
 // beyond MaxStored.
 func (n *Node) keepLocked(s stored) {
-	if len(n.store) >= n.o.MaxStored {
+	dropped := len(n.store) >= n.o.MaxStored
+	if dropped {
 		n.store = n.store[1:]
 		n.dropped++
-		n.stats.Dropped++
 	}
 	n.store = append(n.store, s)
+	n.count(func(st *Stats) {
+		if dropped {
+			st.Dropped++
+		}
+		st.Stored = len(n.store)
+	})
+}
+
+// count updates the counters.
+func (n *Node) count(f func(*Stats)) {
+	n.statsMu.Lock()
+	f(&n.stats)
+	n.statsMu.Unlock()
 }
 
 // Close closes the pending file.
@@ -256,12 +272,13 @@ func (n *Node) OnConnect(pub func(topic string, payload []byte, qos byte, retain
 		}
 		if err := n.sendLocked("DDATA", s.device, s.metrics); err != nil {
 			n.store = append(kept[i:], n.store...)
+			n.count(func(st *Stats) { st.Stored = len(n.store) })
 			n.lostLocked(err)
 			n.rewritePendingLocked()
 			return
 		}
 	}
-	n.stats.Historical += uint64(len(kept))
+	n.count(func(st *Stats) { st.Historical += uint64(len(kept)); st.Stored = len(n.store) })
 	if len(kept) > 0 {
 		n.rewritePendingLocked()
 	}
@@ -381,9 +398,7 @@ func (n *Node) Reading(device string, payload []byte) {
 // badReading counts and logs a payload that is not the gateway's JSON.
 func (n *Node) badReading(device string, err error) {
 	n.o.Logger.Warn("sparkplug: a reading that is not the gateway's JSON; skipped", "device", device, "error", err)
-	n.mu.Lock()
-	n.stats.BadReadings++
-	n.mu.Unlock()
+	n.count(func(st *Stats) { st.BadReadings++ })
 }
 
 // rememberLocked makes ms the device's last values (for the next DBIRTH).
@@ -571,14 +586,6 @@ func (n *Node) Command(topic string, payload []byte) {
 }
 
 // Stored is how many readings wait for the next birth.
-func (n *Node) Stored() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return len(n.store)
-}
+func (n *Node) Stored() int { return n.Stats().Stored }
 
-func (n *Node) refused() {
-	n.mu.Lock()
-	n.stats.CommandsRefused++
-	n.mu.Unlock()
-}
+func (n *Node) refused() { n.count(func(st *Stats) { st.CommandsRefused++ }) }

@@ -95,6 +95,17 @@ func TestOfferNeverWaits(t *testing.T) {
 				unstall()
 				t.Fatal("Offer waited for the stalled upstream write")
 			}
+			stats := make(chan Stats, 1)
+			go func() { stats <- n.Stats() }()
+			select {
+			case st := <-stats:
+				if st.QueueDropped != tc.wantDrops {
+					t.Errorf("during the stall QueueDropped = %d, want %d", st.QueueDropped, tc.wantDrops)
+				}
+			case <-time.After(10 * time.Second):
+				unstall()
+				t.Fatal("Stats waited for the stalled upstream write (metrics would hang)")
+			}
 			if n.Offer("nosuch", []byte(reading)) {
 				t.Error("a reading of a device the node does not have was queued")
 			}
