@@ -289,9 +289,13 @@ func (e *ecosystem) startSparkplug(ctx context.Context) (stop func(), err error)
 		cancels = append(cancels, c)
 	}
 	cctx, cancel := context.WithCancel(ctx)
+	// The node's goroutine ends only in stop, after the subscriptions above
+	// are cancelled (not when ctx ends, while readings still arrive), so
+	// every reading queued is sent or kept for the next birth.
+	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); e.sp.Run(cctx) }()
+	go func() { defer wg.Done(); e.sp.Run(rctx) }()
 	go func() {
 		defer wg.Done()
 		for {
@@ -303,6 +307,6 @@ func (e *ecosystem) startSparkplug(ctx context.Context) (stop func(), err error)
 			}
 		}
 	}()
-	cancels = append(cancels, func() { cancel(); wg.Wait() }, e.sp.Close)
+	cancels = append(cancels, func() { cancel(); rcancel(); wg.Wait() }, e.sp.Close)
 	return stop, nil
 }
