@@ -252,8 +252,11 @@ func (e *ecosystem) start(ctx context.Context) (stop func(), err error) {
 }
 
 // startSparkplug feeds the node the devices' readings and the commands that
-// came down. Commands run on a goroutine of their own: the subscription
-// callback runs on the bridge's reader.
+// came down. Both are handed to goroutines of their own through bounded
+// queues: a reading's subscription callback runs on the local publisher's
+// path (for a QoS 1/2 message held for the outbox, the broker's
+// acknowledger, shared by every client), a command's on the bridge's
+// reader, and the node may wait on the upstream socket or the disk.
 func (e *ecosystem) startSparkplug(ctx context.Context) (stop func(), err error) {
 	var cancels []func()
 	stop = func() {
@@ -262,7 +265,7 @@ func (e *ecosystem) startSparkplug(ctx context.Context) (stop func(), err error)
 		}
 	}
 	for name, topic := range e.topic {
-		c, err := e.bk.Subscribe(topic, func(m broker.Message) { e.sp.Reading(name, m.Payload) })
+		c, err := e.bk.Subscribe(topic, func(m broker.Message) { e.sp.Offer(name, m.Payload) })
 		if err != nil {
 			stop()
 			return nil, err
@@ -286,8 +289,13 @@ func (e *ecosystem) startSparkplug(ctx context.Context) (stop func(), err error)
 		cancels = append(cancels, c)
 	}
 	cctx, cancel := context.WithCancel(ctx)
+	// The node's goroutine ends only in stop, after the subscriptions above
+	// are cancelled (not when ctx ends, while readings still arrive), so
+	// every reading queued is sent or kept for the next birth.
+	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() { defer wg.Done(); e.sp.Run(rctx) }()
 	go func() {
 		defer wg.Done()
 		for {
@@ -299,6 +307,6 @@ func (e *ecosystem) startSparkplug(ctx context.Context) (stop func(), err error)
 			}
 		}
 	}()
-	cancels = append(cancels, func() { cancel(); wg.Wait() }, e.sp.Close)
+	cancels = append(cancels, func() { cancel(); rcancel(); wg.Wait() }, e.sp.Close)
 	return stop, nil
 }

@@ -253,6 +253,7 @@ func (g *Gateway) writeMetrics() []byte {
 		w.one("edgegw_sparkplug_dropped_total", "counter", "Readings dropped from a full Sparkplug store (oldest first).", float64(st.Dropped))
 		w.one("edgegw_sparkplug_historical_total", "counter", "Readings sent as historical DDATA after a birth.", float64(st.Historical))
 		w.one("edgegw_sparkplug_commands_refused_total", "counter", "NCMD/DCMD not carried out: not Sparkplug B, unknown device or metric.", float64(st.CommandsRefused))
+		w.one("edgegw_sparkplug_queue_dropped_total", "counter", "Readings dropped because the Sparkplug node was behind (its queue of readings was full; the upstream link slow or stalled).", float64(st.QueueDropped))
 		w.one("edgegw_sparkplug_bad_readings_total", "counter", "Payloads on a device topic that are not the gateway's JSON (a local program publishing there).", float64(st.BadReadings))
 	}
 

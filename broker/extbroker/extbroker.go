@@ -55,18 +55,21 @@
 // Concurrency. paho delivers messages on one goroutine, in arrival order
 // (onMessage): the interceptor's Wants and Accept and every Subscribe
 // handler run there, one message at a time, so each must return at once.
-// A handler must not call Publish or Deliver: they wait (up to
-// PublishTimeout) for the broker's acknowledgement, which paho cannot read
-// while its delivery goroutine is busy. Accept's done may be called from any
+// A handler must not call Publish: it waits (up to PublishTimeout) for the
+// broker's acknowledgement, which paho cannot read while its delivery
+// goroutine is busy. Accept's done may be called from any
 // goroutine and never blocks: it fills the message's slot in the ack queue,
 // whose own goroutine sends the acknowledgements in arrival order
-// (ack.go). Publish and Deliver block their caller for at most
-// PublishTimeout; Subscribe and cancel for at most PublishTimeout while
-// connected. Broker.mu guards the subscription table, the granted filters
-// and the connection bookkeeping; it is never held while calling paho or a
+// (ack.go). Publish blocks its caller for at most PublishTimeout; Deliver
+// never blocks: it queues (bounded by DeliverQueue, refusals counted) for
+// its own goroutine, which publishes in order (deliver.go). Subscribe and
+// cancel block for at most PublishTimeout while connected. Broker.mu
+// guards the subscription table, the granted filters and the connection
+// bookkeeping; it is never held while calling paho or a
 // handler. paho runs the connect and connection-lost handlers on goroutines
 // of their own. Close waits for the first-connection loop (bounded by
-// ConnectTimeout) and the ack goroutine, then disconnects within 250 ms; it
+// ConnectTimeout), the ack goroutine and the delivering one (bounded by
+// PublishTimeout), then disconnects within 250 ms; it
 // must not be called from a handler.
 package extbroker
 
@@ -109,8 +112,11 @@ type Options struct {
 	// DefaultBackoffMin and DefaultBackoffMax).
 	BackoffMin, BackoffMax time.Duration
 	// PublishTimeout bounds the wait for the broker's acknowledgement of a
-	// Publish or Deliver (default DefaultPublishTimeout).
+	// Publish or of one delivered message (default DefaultPublishTimeout).
 	PublishTimeout time.Duration
+	// DeliverQueue bounds the messages from upstream that wait for the
+	// broker (default DefaultDeliverQueue); beyond it Deliver refuses them.
+	DeliverQueue int
 	// EchoWindow and EchoMax bound the memory of delivered messages kept to
 	// recognise their echo (defaults DefaultEchoWindow, DefaultEchoMax).
 	EchoWindow time.Duration
@@ -133,6 +139,7 @@ type Counters struct {
 	Bypassed        uint64 // readings handed straight to the bridge while the broker was unreachable
 	EchoesDropped   uint64 // delivered messages that came back and were not sent up again
 	Refused         uint64 // messages the bridge refused: left unacknowledged, so redelivered
+	DeliverDropped  uint64 // messages from upstream refused because DeliverQueue already waited
 	Subscriptions   int    // filters subscribed on the current connection
 }
 
@@ -144,6 +151,7 @@ type Broker struct {
 	icept atomic.Pointer[interceptorBox]
 	echo  *echoes
 	acks  *ackQueue
+	down  chan broker.Message // Deliver's hand-off to deliverLoop
 
 	mu        sync.Mutex
 	subs      map[int]localSub
@@ -157,16 +165,17 @@ type Broker struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
-	connected     atomic.Bool
-	ready         atomic.Bool // connected and the out-rule filters subscribed
-	connects      atomic.Uint64
-	connectFails  atomic.Uint64
-	received      atomic.Uint64
-	sent          atomic.Uint64
-	publishFails  atomic.Uint64
-	bypassed      atomic.Uint64
-	echoesDropped atomic.Uint64
-	refused       atomic.Uint64
+	connected      atomic.Bool
+	ready          atomic.Bool // connected and the out-rule filters subscribed
+	connects       atomic.Uint64
+	connectFails   atomic.Uint64
+	received       atomic.Uint64
+	sent           atomic.Uint64
+	publishFails   atomic.Uint64
+	bypassed       atomic.Uint64
+	echoesDropped  atomic.Uint64
+	refused        atomic.Uint64
+	deliverDropped atomic.Uint64
 }
 
 type interceptorBox struct{ broker.Interceptor }
@@ -200,10 +209,12 @@ func New(o Options) (*Broker, error) {
 	defaults.Set(&o.EchoWindow, DefaultEchoWindow)
 	o.BackoffMax = max(o.BackoffMax, o.BackoffMin)
 	defaults.Set(&o.EchoMax, DefaultEchoMax)
+	defaults.Set(&o.DeliverQueue, DefaultDeliverQueue)
 	b := &Broker{
 		o: o, log: o.Logger, subs: map[int]localSub{}, granted: map[string]bool{}, stop: make(chan struct{}),
 		echo: newEchoes(o.EchoWindow, o.EchoMax, time.Now),
 		acks: newAckQueue(),
+		down: make(chan broker.Message, o.DeliverQueue),
 	}
 	po := paho.NewClientOptions().
 		AddBroker("tcp://" + o.Addr).
@@ -254,10 +265,14 @@ func (b *Broker) Start() error {
 	b.started = true
 	b.mu.Unlock()
 	first := make(chan struct{})
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go func() {
 		defer b.wg.Done()
 		b.connectLoop(first)
+	}()
+	go func() {
+		defer b.wg.Done()
+		b.deliverLoop(b.stop)
 	}()
 	go func() {
 		defer b.wg.Done()
@@ -328,6 +343,7 @@ func (b *Broker) Counters() Counters {
 		Bypassed:        b.bypassed.Load(),
 		EchoesDropped:   b.echoesDropped.Load(),
 		Refused:         b.refused.Load(),
+		DeliverDropped:  b.deliverDropped.Load(),
 		Subscriptions:   b.subscriptions(),
 	}
 }

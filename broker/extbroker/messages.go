@@ -31,20 +31,6 @@ func (b *Broker) Publish(m broker.Message) error {
 	return b.publish(m)
 }
 
-// Deliver publishes a message that came down from upstream. If an out rule
-// matches its topic the broker will send it back to us; it is remembered so
-// that echo is not taken for the bridge (no loop).
-func (b *Broker) Deliver(m broker.Message) error {
-	if !b.cli.IsConnectionOpen() {
-		b.publishFails.Add(1)
-		return fmt.Errorf("extbroker: deliver %q: %w at %s", m.Topic, ErrNotConnected, b.o.Addr)
-	}
-	if box := b.icept.Load(); box != nil && box.Wants(m.Topic) {
-		b.echo.add(m.Topic, m.Payload)
-	}
-	return b.publish(m)
-}
-
 func (b *Broker) publish(m broker.Message) error {
 	tok := b.cli.Publish(m.Topic, m.QoS, m.Retain, m.Payload)
 	if !tok.WaitTimeout(b.o.PublishTimeout) {

@@ -51,6 +51,9 @@ type Options struct {
 	// MaxStored bounds the readings kept while the link is down (default
 	// 10000); beyond it the oldest are dropped and counted.
 	MaxStored int
+	// QueueSize bounds the readings Offer hands to Run (default
+	// DefaultQueueSize); beyond it Offer drops and counts them.
+	QueueSize int
 	Now       func() time.Time
 	Logger    *slog.Logger
 }
@@ -81,8 +84,13 @@ type Node struct {
 	store               []stored
 	dropped             uint64
 	pend                *pending
+	q                   queue
 
-	stats Stats
+	// statsMu guards stats (Stored included, kept equal to len(store)).
+	// It is never held while waiting on anything, so Stats answers while
+	// mu is held by a write to a stalled upstream link.
+	statsMu sync.Mutex
+	stats   Stats
 }
 
 // Stats are the node's counters, for metrics.
@@ -92,14 +100,15 @@ type Stats struct {
 	Historical      uint64 // readings sent as historical
 	CommandsRefused uint64 // NCMD/DCMD that were not Sparkplug B or not supported
 	BadReadings     uint64 // local payloads on a device topic that are not the gateway's JSON
+	QueueDropped    uint64 // readings Offer dropped because QueueSize already waited for Run
 }
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.statsMu.Lock()
 	s := n.stats
-	s.Stored = len(n.store)
+	n.statsMu.Unlock()
+	s.QueueDropped = n.q.dropped.Load()
 	return s
 }
 
@@ -114,7 +123,11 @@ func New(o Options) *Node {
 	if o.MaxStored <= 0 {
 		o.MaxStored = 10000
 	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = DefaultQueueSize
+	}
 	n := &Node{o: o, devs: map[string]*Device{}, last: map[string]map[string]Metric{}, online: map[string]bool{}}
+	n.q.ch = make(chan queued, o.QueueSize)
 	for i := range o.Devices {
 		d := &n.o.Devices[i]
 		n.devs[d.Name] = d
@@ -149,12 +162,25 @@ func New(o Options) *Node {
 // keepLocked stores a reading for the next birth, dropping the oldest
 // beyond MaxStored.
 func (n *Node) keepLocked(s stored) {
-	if len(n.store) >= n.o.MaxStored {
+	dropped := len(n.store) >= n.o.MaxStored
+	if dropped {
 		n.store = n.store[1:]
 		n.dropped++
-		n.stats.Dropped++
 	}
 	n.store = append(n.store, s)
+	n.count(func(st *Stats) {
+		if dropped {
+			st.Dropped++
+		}
+		st.Stored = len(n.store)
+	})
+}
+
+// count updates the counters.
+func (n *Node) count(f func(*Stats)) {
+	n.statsMu.Lock()
+	f(&n.stats)
+	n.statsMu.Unlock()
 }
 
 // Close closes the pending file.
@@ -246,12 +272,13 @@ func (n *Node) OnConnect(pub func(topic string, payload []byte, qos byte, retain
 		}
 		if err := n.sendLocked("DDATA", s.device, s.metrics); err != nil {
 			n.store = append(kept[i:], n.store...)
+			n.count(func(st *Stats) { st.Stored = len(n.store) })
 			n.lostLocked(err)
 			n.rewritePendingLocked()
 			return
 		}
 	}
-	n.stats.Historical += uint64(len(kept))
+	n.count(func(st *Stats) { st.Historical += uint64(len(kept)); st.Stored = len(n.store) })
 	if len(kept) > 0 {
 		n.rewritePendingLocked()
 	}
@@ -343,22 +370,39 @@ func (n *Node) lostLocked(err error) {
 }
 
 // Reading takes a device's reading payload (the gateway's JSON) and sends
-// it as DDATA, or stores it while the link is down.
+// it as DDATA, or stores it while the link is down. It runs on the caller
+// and may wait on the upstream socket or the pending file: a local broker
+// subscription handler must use Offer instead.
 func (n *Node) Reading(device string, payload []byte) {
-	d, ok := n.devs[device]
-	if !ok {
+	if _, ok := n.devs[device]; !ok {
 		return
 	}
-	ms, err := readingMetrics(d, payload)
+	ms, err := readingMetrics(n.devs[device], payload)
 	if err != nil {
-		n.o.Logger.Warn("sparkplug: a reading that is not the gateway's JSON; skipped", "device", device, "error", err)
-		n.mu.Lock()
-		n.stats.BadReadings++
-		n.mu.Unlock()
+		n.badReading(device, err)
 		return
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.rememberLocked(device, ms)
+	if n.pub != nil {
+		if err := n.sendLocked("DDATA", device, ms); err == nil {
+			return
+		} else {
+			n.lostLocked(err)
+		}
+	}
+	n.storeLocked(device, append([]byte(nil), payload...), ms)
+}
+
+// badReading counts and logs a payload that is not the gateway's JSON.
+func (n *Node) badReading(device string, err error) {
+	n.o.Logger.Warn("sparkplug: a reading that is not the gateway's JSON; skipped", "device", device, "error", err)
+	n.count(func(st *Stats) { st.BadReadings++ })
+}
+
+// rememberLocked makes ms the device's last values (for the next DBIRTH).
+func (n *Node) rememberLocked(device string, ms []Metric) {
 	last := n.last[device]
 	if last == nil {
 		last = map[string]Metric{}
@@ -367,14 +411,12 @@ func (n *Node) Reading(device string, payload []byte) {
 	for _, m := range ms {
 		last[m.Name] = m
 	}
-	if n.pub != nil {
-		if err := n.sendLocked("DDATA", device, ms); err == nil {
-			return
-		} else {
-			n.lostLocked(err)
-		}
-	}
-	s := stored{device: device, payload: append([]byte(nil), payload...), metrics: ms}
+}
+
+// storeLocked keeps a reading for the next birth, in memory and in the
+// pending file.
+func (n *Node) storeLocked(device string, payload []byte, ms []Metric) {
+	s := stored{device: device, payload: payload, metrics: ms}
 	n.keepLocked(s)
 	if n.pend != nil {
 		if err := n.pend.add(device, s.payload); err != nil && n.pend.err == nil {
@@ -544,14 +586,6 @@ func (n *Node) Command(topic string, payload []byte) {
 }
 
 // Stored is how many readings wait for the next birth.
-func (n *Node) Stored() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return len(n.store)
-}
+func (n *Node) Stored() int { return n.Stats().Stored }
 
-func (n *Node) refused() {
-	n.mu.Lock()
-	n.stats.CommandsRefused++
-	n.mu.Unlock()
-}
+func (n *Node) refused() { n.count(func(st *Stats) { st.CommandsRefused++ }) }

@@ -12,12 +12,15 @@ package mosquittotest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -72,15 +75,46 @@ func Require(t testing.TB) {
 	testenv.Tools(t, "mosquitto mosquitto-clients", "mosquitto")
 }
 
-// FreePort returns a port that was free a moment ago.
+// FreePort returns a port that was free a moment ago, chosen below the
+// kernel's ephemeral range (ip_local_port_range): the kernel never gives
+// such a port to an outgoing connection or to a listener on port 0, so a
+// test that frees its port for a moment (a gateway killed and started
+// again on the same address) cannot lose it to another connection on the
+// machine, only — far less likely — to another test's FreePort.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	low := ephemeralLow()
+	for range 100 {
+		port := 10000 + rand.IntN(low-10000)
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			l.Close()
+			return port
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// when it cannot be read, Linux's default).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low <= 11000 {
+		return 32768
+	}
+	return low
 }
 
 // Start runs mosquitto until the test ends.
@@ -101,12 +135,27 @@ func Start(t testing.TB, o Options) *Server {
 }
 
 // StartE runs mosquitto in dir; the caller stops it. freePort is used when
-// o.Port is 0.
+// o.Port is 0; a port freePort chose can be taken by another process
+// before mosquitto binds it (tests of other packages run at the same time),
+// so then mosquitto is started again on another one, a few times.
 func StartE(dir string, o Options, freePort func() int) (*Server, error) {
-	port := o.Port
-	if port == 0 {
-		port = freePort()
+	if o.Port != 0 {
+		return startOnce(dir, o, o.Port)
 	}
+	var err error
+	for range 5 {
+		var s *Server
+		if s, err = startOnce(dir, o, freePort()); !errors.Is(err, errPortTaken) {
+			return s, err
+		}
+	}
+	return nil, err
+}
+
+// errPortTaken: mosquitto could not bind its port.
+var errPortTaken = errors.New("port taken")
+
+func startOnce(dir string, o Options, port int) (*Server, error) {
 	var conf bytes.Buffer
 	fmt.Fprintf(&conf, "per_listener_settings false\n")
 	if os.Geteuid() == 0 {
@@ -147,13 +196,20 @@ func StartE(dir string, o Options, freePort func() int) (*Server, error) {
 	go func() { _ = s.cmd.Wait(); close(s.done) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return s, nil
+		// Ready when it says so (after opening its listeners) and accepts:
+		// a connection alone could reach another process on a taken port.
+		if strings.Contains(s.out.String(), " running") {
+			c, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond)
+			if err == nil {
+				c.Close()
+				return s, nil
+			}
 		}
 		select {
 		case <-s.done:
+			if strings.Contains(s.out.String(), "Address already in use") {
+				return nil, fmt.Errorf("mosquitto: port %d: %w:\n%s", port, errPortTaken, s.out.String())
+			}
 			return nil, fmt.Errorf("mosquitto exited at start:\n%s\nconfig:\n%s", s.out.String(), conf.String())
 		case <-time.After(20 * time.Millisecond):
 		}

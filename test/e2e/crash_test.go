@@ -56,7 +56,15 @@ func crashRun(t *testing.T, qos byte, extra string) {
 	gw := newGwProc(t, storeConfig(t, f, t.TempDir(), brokerAddr, px.Addr(), int(qos), extra), brokerAddr)
 	gw.start()
 
+	tl := newTimeline()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("timeline (kills, link breaks, publisher connections):\n%s", tl)
+			t.Logf("upstream mosquitto log kept in %s", keepLog(t, "mosquitto-upstream.log", up.Log()))
+		}
+	})
 	pub := newCrashPub(brokerAddr, fmt.Sprintf("pub-crash-q%d", qos), qos, rate)
+	pub.tl = tl
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -69,6 +77,7 @@ func crashRun(t *testing.T, qos byte, extra string) {
 	restart := func() {
 		gw.kill()
 		kills++
+		tl.add("kill %d (gateway start %d follows)", kills, gw.starts+1)
 		gw.start()
 	}
 	// During the stream: kill at a random moment of each life; now and then
@@ -79,20 +88,24 @@ func crashRun(t *testing.T, qos byte, extra string) {
 		case 0:
 			px.Cut()
 			linkBreaks++
+			tl.add("link cut")
 			sleepCtx(ctx, time.Duration(rng.IntN(200))*time.Millisecond)
 		case 1:
 			px.Reset()
 			linkBreaks++
+			tl.add("link reset")
 			sleepCtx(ctx, time.Duration(rng.IntN(200))*time.Millisecond)
 		}
 		restart()
 		px.Restore()
+		tl.add("link restored")
 	}
 	// During backlog drains: the link is cut while messages pile up, then
 	// restored, and the gateway is killed while it drains.
 	for i := 0; i < drainKills; i++ {
 		px.Cut()
 		linkBreaks++
+		tl.add("drain %d: link cut", i)
 		if qos == 1 && !pub.waitAcked(300, 20*time.Second) {
 			t.Fatalf("drain %d: the publisher got no 300 acknowledgements within 20s with the link cut", i)
 		}
@@ -100,6 +113,7 @@ func crashRun(t *testing.T, qos byte, extra string) {
 			sleepCtx(ctx, 500*time.Millisecond) // ~300 messages pile up
 		}
 		px.Restore()
+		tl.add("drain %d: link restored", i)
 		sleepCtx(ctx, time.Duration(rng.IntN(300))*time.Millisecond)
 		restart()
 	}
@@ -125,6 +139,7 @@ func crashRun(t *testing.T, qos byte, extra string) {
 		total += len(s)
 	}
 	t.Logf("%d kills (%d with the link broken too), %d publisher connections; %d messages %s", kills, linkBreaks, lives, total, what)
+	tl.add("publisher stopped: %d messages %s; waiting for them upstream", total, what)
 	ok := sub.waitFor(120*time.Second, func(got map[string][]uint64) bool { return haveAll(got, want) })
 	gw.stop()
 	sub.barrier(t, qos)

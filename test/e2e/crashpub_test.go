@@ -38,6 +38,9 @@ type crashPub struct {
 	published map[string][]uint64 // every message handed over
 	lives     int
 	wake      chan struct{} // a message was acknowledged
+	// tl, when set, records each connection with the message number it
+	// starts at (message i is storeTopics[i%3], seq i/3+1).
+	tl *timeline
 }
 
 func newCrashPub(addr, id string, qos byte, rate float64) *crashPub {
@@ -63,7 +66,13 @@ func (p *crashPub) run(ctx context.Context) {
 		}
 		p.mu.Lock()
 		p.lives++
+		lives, n := p.lives, p.n
 		p.mu.Unlock()
+		if p.store != nil {
+			p.tl.add("publisher connection %d at message %d (seq %d), %d QoS 2 flows to resume", lives, n, n/len(storeTopics)+1, p.store.outbound())
+		} else {
+			p.tl.add("publisher connection %d at message %d (seq %d)", lives, n, n/len(storeTopics)+1)
+		}
 		p.life(ctx, c)
 		c.Disconnect(0)
 	}

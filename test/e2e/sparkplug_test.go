@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -310,6 +313,7 @@ func TestSparkplugHistoricalAcrossKill(t *testing.T) {
 	sub := subscribe(t, f, up.Addr(), "spBv1.0/#", 1)
 	gwPair := clientPair(t, f, "gw-01")
 	brokerAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(mosquittotest.FreePort(t)))
+	dataDir := t.TempDir()
 	cfg := fmt.Sprintf(`
 [gateway]
 id = "gw-01"
@@ -339,7 +343,7 @@ name = "climate"
 type = "sim"
 kind = "sensor"
 interval = "20ms"
-`, t.TempDir(), brokerAddr, px.Addr(), f.CA.Cert, gwPair.Cert, gwPair.Key)
+`, dataDir, brokerAddr, px.Addr(), f.CA.Cert, gwPair.Cert, gwPair.Key)
 	gw := newGwProc(t, cfg, brokerAddr)
 	gw.start()
 	sub.waitFor(t, 20*time.Second, "the first NBIRTH", func(ms []paho.Message) bool {
@@ -371,6 +375,14 @@ interval = "20ms"
 	})
 	n0 := len(local.snapshot())
 	local.waitFor(t, 10*time.Second, "40 readings during the cut", func(ms []paho.Message) bool { return len(ms) >= n0+40 })
+	// The node takes readings through a queue of its own (the broker's
+	// handler never waits for its disk): kill -9 keeps what it has written
+	// to its pending file, so wait for those 40 there.
+	pending := filepath.Join(dataDir, "sparkplug-pending.jsonl")
+	waitUntil(t, 10*time.Second, "40 readings in the node's pending file", func() bool {
+		b, _ := os.ReadFile(pending)
+		return bytes.Count(b, []byte("\n")) >= 40
+	})
 	lc.Disconnect(0)
 	gw.kill()
 	killedAt := time.Now()

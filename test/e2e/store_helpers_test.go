@@ -329,7 +329,10 @@ func newGwProc(t testing.TB, cfgText, brokerAddr string) *gwProc {
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			t.Logf("gateway log (last lines of %d runs):\n%s", p.starts, tail(p.logs.String(), 80))
+			log := p.logs.String()
+			t.Logf("gateway log of %d runs kept in %s", p.starts, keepLog(t, "gateway.log", log))
+			t.Logf("gateway log, warnings and errors of every run:\n%s", notable(log, 300))
+			t.Logf("gateway log, last lines:\n%s", tail(log, 80))
 		}
 	})
 	return p
