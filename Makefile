@@ -14,7 +14,9 @@ GOBUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 # staticcheck 2025.1.1 by its module version (the proxy refuses the release name).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 # Debian packages the tests and the demo use.
-# util-linux: unshare and mount for the power-cut rounds (FUSE is mounted with mount(2), no fuse3).
+# util-linux: unshare and mount for the power-cut rounds (FUSE is mounted with mount(2), no fuse3),
+# losetup for internal/loopfs; e2fsprogs: mkfs.ext4 for the loop-mounted ext4 of the wear and
+# full-disk tests.
 # nodejs runs Eclipse Tahu's Sparkplug codec (npm sparkplug-payload) in the
 # Sparkplug test; Debian's nodejs comes without npm (NodeSource's bundles it
 # and conflicts with Debian's npm package), so npm is added only when missing.
@@ -22,7 +24,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 # gcc and libc6-dev: go test -race needs cgo; systemd-container and
 # debootstrap: the .deb under a real systemd.
 DEB_PKGS    := mosquitto mosquitto-clients openssl socat qemu-user-static lintian systemd file util-linux mount nodejs rabbitmq-server \
-               gcc libc6-dev systemd-container debootstrap
+               gcc libc6-dev systemd-container debootstrap e2fsprogs
 # Packages whose tests run again under the race detector in make test.
 RACE_PKGS   := ./bridge/... ./broker/... ./gateway/...
 TEST_TIMEOUT ?= 20m

@@ -21,7 +21,8 @@ func warnHTTPListen(log *slog.Logger, addr string) {
 
 // httpHandler serves the health and metrics endpoint ([gateway] http_listen):
 //
-//	/healthz  200 while every main loop responds, 503 naming the stuck ones
+//	/healthz  200 while every main loop responds and the outbox can store,
+//	          503 naming the stuck ones or the storage error
 //	/readyz   503 until the gateway is up, then 200; the body says the
 //	          upstream link state when an upstream is configured
 //	/metrics  Prometheus text format (metrics.go)
@@ -35,6 +36,11 @@ func (g *Gateway) httpHandler() http.Handler {
 			fmt.Fprintf(w, "stuck: %s\n", strings.Join(stale, ", "))
 			return
 		}
+		if err := g.outboxErr(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "storage failing, messages refused: %v\n", err)
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -43,6 +49,11 @@ func (g *Gateway) httpHandler() http.Handler {
 		if !s.Ready {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "starting")
+			return
+		}
+		if err := g.outboxErr(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "storage failing, messages refused: %v\n", err)
 			return
 		}
 		fmt.Fprintln(w, "ready")
@@ -169,4 +180,16 @@ func (g *Gateway) statusDoc() StatusDoc {
 		}
 	}
 	return doc
+}
+
+// outboxErr is the outbox's storage error while it refuses messages (disk
+// full, read-only file system), nil when healthy or without an outbox.
+func (g *Gateway) outboxErr() error {
+	g.mu.Lock()
+	ob := g.outbox
+	g.mu.Unlock()
+	if ob == nil {
+		return nil
+	}
+	return ob.Err()
 }

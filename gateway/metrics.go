@@ -80,7 +80,7 @@ func b2f(b bool) float64 {
 }
 
 // knownDropReasons are always exposed, so a rate() works from the first scrape.
-var knownDropReasons = []string{"full_oldest", "full_newest", "expired", "corrupt"}
+var knownDropReasons = []string{"full_oldest", "full_newest", "expired", "corrupt", "storage"}
 
 // certCache keeps certificate expiry for a minute: reading and parsing the
 // files on every scrape would be waste on a Pi.
@@ -217,6 +217,8 @@ func (g *Gateway) writeMetrics() []byte {
 		w.one("edgegw_outbox_full", "gauge", "1 during a full-buffer episode.", b2f(ob.Full))
 		w.one("edgegw_outbox_blocked_total", "counter", "Appends that waited for space under full_policy block.", float64(ob.Blocked))
 		w.one("edgegw_outbox_tail_cut_bytes_total", "counter", "Bytes of torn or corrupt tail cut off at start.", float64(ob.TailCutBytes))
+		w.one("edgegw_outbox_skipped_bytes_total", "counter", "Damaged bytes skipped in the middle of outbox segments.", float64(ob.SkippedBytes))
+		w.one("edgegw_outbox_storage_failing", "gauge", "1 while a storage error makes the outbox refuse messages.", b2f(ob.StorageError != ""))
 		w.one("edgegw_outbox_written_bytes_total", "counter", "Bytes written to outbox files (records and ack log).", float64(ob.BytesWritten))
 		w.one("edgegw_outbox_fsyncs_total", "counter", "fsync calls made by the outbox.", float64(ob.Fsyncs))
 		w.one("edgegw_outbox_memory_messages", "gauge", "Messages waiting in memory for their upstream acknowledgement (not on disk).", float64(ob.InMemory))

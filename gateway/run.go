@@ -114,17 +114,18 @@ func (r *running) startOutbox(context.Context) (func() error, error) {
 	dur, _ := outbox.ParseDurability(cfg.Buffer.Durability)
 	start := time.Now()
 	ob, err := outbox.Open(outbox.Options{
-		Dir:           filepath.Join(cfg.Gateway.DataDir, "outbox"),
-		SegmentBytes:  cfg.Buffer.SegmentBytes.Bytes,
-		MaxBytes:      cfg.Buffer.MaxBytes.Bytes,
-		MaxAge:        cfg.Buffer.MaxAge.Duration,
-		Full:          full,
-		Fsync:         fs,
-		FsyncInterval: cfg.Buffer.FsyncInterval.Duration,
-		Durability:    dur,
-		SpillAfter:    cfg.Buffer.SpillAfter.Duration,
-		MemoryBytes:   cfg.Buffer.MemoryBytes.Bytes,
-		Logger:        r.g.log.With("component", "outbox"),
+		Dir:            filepath.Join(cfg.Gateway.DataDir, "outbox"),
+		SegmentBytes:   cfg.Buffer.SegmentBytes.Bytes,
+		MaxBytes:       cfg.Buffer.MaxBytes.Bytes,
+		MaxAge:         cfg.Buffer.MaxAge.Duration,
+		Full:           full,
+		Fsync:          fs,
+		FsyncInterval:  cfg.Buffer.FsyncInterval.Duration,
+		Durability:     dur,
+		SpillAfter:     cfg.Buffer.SpillAfter.Duration,
+		MemoryBytes:    cfg.Buffer.MemoryBytes.Bytes,
+		CommitInterval: cfg.Buffer.CommitInterval.Duration,
+		Logger:         r.g.log.With("component", "outbox"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)

@@ -3,6 +3,7 @@ package outbox
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 )
@@ -35,7 +36,19 @@ func (o *Outbox) run() {
 	defer ackTick.Stop()
 	var spareBuf []byte
 	var spareEnts []entry
+	var lastCommit time.Time
+	var retry *time.Timer
+	var retryC <-chan time.Time
+	backoff := retryMin
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	for {
+		if o.opts.CommitInterval > 0 {
+			o.waitCommit(lastCommit)
+		}
 		b := o.take(spareBuf, spareEnts)
 		if b.empty() {
 			if b.closing {
@@ -49,12 +62,31 @@ func (o *Outbox) run() {
 			if len(o.qents) == 0 {
 				o.qbuf, o.qents = nil, nil
 			}
+			failing := o.failed != nil
 			o.mu.Unlock()
+			if failing && retryC == nil {
+				if retry == nil {
+					retry = time.NewTimer(backoff)
+				} else {
+					retry.Reset(backoff)
+				}
+				retryC = retry.C
+			}
 			select {
+			case <-retryC:
+				retryC = nil
+				if err := o.recoverStorage(); err != nil {
+					backoff = min(2*backoff, retryMax)
+					o.log.Debug("outbox: storage still failing", "err", err, "next_try", backoff)
+				} else {
+					backoff = retryMin
+				}
 			case <-o.kick:
 			case <-tick:
 				if o.dirty {
-					o.syncActive()
+					if err := o.syncActive(); err != nil {
+						o.fail(err, "messages reported stored since the last sync may be lost on a power cut")
+					}
 				}
 			case <-ackTick.C:
 				o.mu.Lock()
@@ -63,16 +95,53 @@ func (o *Outbox) run() {
 					o.pendRel = append(o.pendRel, releaseReq{done: func(error) {}})
 				}
 				o.mu.Unlock()
+				o.syncStateLazily()
 			}
 			continue
 		}
 		o.pass(&b)
 		if len(b.ents) > 0 {
+			lastCommit = time.Now()
 			spareBuf, spareEnts = b.buf[:0], b.ents[:0]
 			clear(spareEnts[:cap(spareEnts)]) // drop the callbacks' references
 			if cap(spareBuf) > 4*o.pendingLimit {
 				spareBuf = nil // do not keep a burst's buffer forever
 			}
+		}
+	}
+}
+
+// waitCommit holds appended messages back until CommitInterval has passed
+// since the last commit, so that one commit (one sync) covers every message
+// of the interval. It returns at once when nothing is queued (acks and
+// release marks do not wait), when the queue is half full, when a release
+// mark or barrier waits (it syncs anyway), or at Close.
+func (o *Outbox) waitCommit(last time.Time) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		o.mu.Lock()
+		hurry := len(o.qents) == 0 || o.closed || len(o.pendRel) > 0 || len(o.qbuf) >= o.pendingLimit/2 || o.readerWaiting > 0
+		o.mu.Unlock()
+		wait := time.Until(last.Add(o.opts.CommitInterval))
+		if hurry || wait <= 0 {
+			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-timer.C:
+			return
+		case <-o.kick:
+		case <-o.closedCh:
+			return
 		}
 	}
 }
@@ -114,16 +183,25 @@ func (o *Outbox) pass(b *batch) {
 	if err == nil {
 		err = o.syncFor(b)
 	}
+	if err == nil {
+		o.syncStateLazily()
+	}
+	if err != nil {
+		o.fail(err, "")
+	}
 	o.mu.Lock()
 	o.writing = 0
-	if err != nil && o.failed == nil {
-		o.failed = fmt.Errorf("outbox: %w", err)
-		o.log.Error("outbox: storage failed; refusing new messages until restart", "dir", o.opts.Dir, "err", err)
-	}
 	if err == nil {
 		for _, r := range b.rels {
 			if r.seq >= o.floor && !o.acked.has(r.seq) {
 				o.released[r.seq] = struct{}{}
+			}
+		}
+	}
+	if err != nil {
+		for _, e := range b.ents {
+			if e.err == nil {
+				o.st.dropped["storage"]++
 			}
 		}
 	}
@@ -217,7 +295,7 @@ func (o *Outbox) writeRecords(b *batch) error {
 	o.writtenOff = o.activeSize
 	o.writing = 0
 	if o.opts.Fsync == FsyncInterval {
-		o.durableNext = o.writtenNext
+		o.durableNext, o.durableOff = o.writtenNext, o.writtenOff
 		broadcast(&o.dataCh)
 	}
 	o.mu.Unlock()
@@ -226,18 +304,21 @@ func (o *Outbox) writeRecords(b *batch) error {
 }
 
 func (o *Outbox) writeActive(p []byte) error {
-	if _, err := o.active.Write(p); err != nil {
+	if _, err := o.active.WriteAt(p, o.activeOff); err != nil {
 		return fmt.Errorf("write %s: %w", o.active.Name(), err)
 	}
+	o.activeOff += int64(len(p))
 	o.mu.Lock()
 	o.st.bytesWritten += uint64(len(p))
 	o.mu.Unlock()
 	return nil
 }
 
+// syncActive makes the active segment's data durable with fdatasync: a
+// commit need not also commit timestamps through the journal.
 func (o *Outbox) syncActive() error {
-	if err := o.active.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", o.active.Name(), err)
+	if err := syncData(o.active); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", o.active.Name(), err)
 	}
 	o.dirty = false
 	o.mu.Lock()
@@ -258,26 +339,68 @@ func (o *Outbox) rotate(first uint64) error {
 	o.writtenNext = o.activeNext
 	o.writtenOff = o.activeSize
 	o.mu.Unlock()
+	if err := o.seal(); err != nil {
+		return err
+	}
 	if err := o.active.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", o.active.Name(), err)
 	}
 	if err := o.createSegment(first); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(o.segPath(first), os.O_WRONLY|os.O_APPEND, 0)
+	f, err := os.OpenFile(o.segPath(first), os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	o.active, o.activeFirst, o.activeCount, o.activeSize = f, first, 0, segHeaderSize
+	o.active, o.activeFirst, o.activeCount, o.activeSize, o.activeOff = f, first, 0, segHeaderSize, segHeaderSize
 	o.activeNext = first
 	o.mu.Lock()
 	o.segs = append(o.segs, segInfo{first: first, bytes: segHeaderSize})
 	o.diskBytes += segHeaderSize
 	o.writtenOff = segHeaderSize
+	o.durableOff = segHeaderSize // nothing of the new segment is durable yet
 	o.st.bytesWritten += segHeaderSize
 	o.st.fsyncs += 2
 	o.mu.Unlock()
 	return nil
+}
+
+// fail latches a storage error: new messages are refused from now on.
+// lost says what an error discovered late (a periodic sync) may have cost.
+func (o *Outbox) fail(err error, lost string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.failed != nil {
+		return
+	}
+	o.failed = fmt.Errorf("outbox: %w", err)
+	attrs := []any{"dir", o.opts.Dir, "err", err}
+	if lost != "" {
+		attrs = append(attrs, "lost", lost)
+	}
+	attrs = append(attrs, "what_to_do", "free space on the file system of data_dir or make it writable again; the outbox retries by itself")
+	o.log.Error("outbox: storage failed; refusing new messages until it works again", attrs...)
+}
+
+// syncStateLazily makes written acknowledgements durable at most once per
+// ackSyncInterval while they change: after a power cut at most that long
+// (plus ackInterval) of acknowledgements is lost, and those messages are
+// sent again; without it the ack log was synced only at compaction, and a
+// power cut resent everything delivered since.
+func (o *Outbox) syncStateLazily() {
+	if !o.stateDirty || time.Since(o.stateSynced) < ackSyncInterval {
+		return
+	}
+	if err := fdatasync(o.stateF); err != nil {
+		// Not fatal: a lost ack only causes a resend; retried next time.
+		o.log.Warn("outbox: cannot sync the ack log; acknowledged messages may be resent after a power cut", "dir", o.opts.Dir, "err", err)
+		o.stateSynced = time.Now()
+		return
+	}
+	o.stateDirty, o.stateSynced = false, time.Now()
+	o.mu.Lock()
+	o.st.fsyncs++
+	o.mu.Unlock()
 }
 
 // writeState appends ack ranges and release marks to the ack log.
@@ -298,6 +421,7 @@ func (o *Outbox) writeState(b *batch) error {
 		return fmt.Errorf("write ack log: %w", err)
 	}
 	o.stateSize += int64(len(buf))
+	o.stateDirty = true
 	o.mu.Lock()
 	o.st.bytesWritten += uint64(len(buf))
 	o.mu.Unlock()
@@ -318,9 +442,10 @@ func (o *Outbox) syncFor(b *batch) error {
 		}
 	}
 	if marks {
-		if err := o.stateF.Sync(); err != nil {
-			return fmt.Errorf("fsync ack log: %w", err)
+		if err := fdatasync(o.stateF); err != nil {
+			return fmt.Errorf("fdatasync ack log: %w", err)
 		}
+		o.stateDirty, o.stateSynced = false, time.Now()
 		o.mu.Lock()
 		o.st.fsyncs++
 		o.mu.Unlock()
@@ -331,6 +456,7 @@ func (o *Outbox) syncFor(b *batch) error {
 			o.durableNext = o.writtenNext
 			broadcast(&o.dataCh)
 		}
+		o.durableOff = o.writtenOff
 		o.mu.Unlock()
 	}
 	return nil
@@ -390,6 +516,15 @@ func (o *Outbox) removeSegments(firsts []uint64) {
 		return
 	}
 	for _, f := range firsts {
+		if len(o.spares) < maxSpares {
+			// Kept for a later segment: its blocks are written already,
+			// so commits into it need no journal (see recycle.go).
+			spare := filepath.Join(o.opts.Dir, spareName(f))
+			if err := os.Rename(o.segPath(f), spare); err == nil {
+				o.spares = append(o.spares, spare)
+				continue
+			}
+		}
 		if err := os.Remove(o.segPath(f)); err != nil {
 			o.log.Warn("outbox: cannot delete acknowledged segment", "file", o.segPath(f), "err", err)
 		}
@@ -407,7 +542,7 @@ func (o *Outbox) maybeCompact() {
 	o.compact()
 }
 
-func (o *Outbox) compact() {
+func (o *Outbox) compact() error {
 	o.mu.Lock()
 	floor := o.floor
 	acked := slices.Clone(o.acked.spans())
@@ -427,14 +562,15 @@ func (o *Outbox) compact() {
 			o.pendAcks.add(sp.lo, sp.hi)
 		}
 		o.mu.Unlock()
-		return
+		return err
 	}
 	o.stateF.Close()
-	o.stateF, o.stateSize = f, size
+	o.stateF, o.stateSize, o.stateDirty = f, size, false
 	o.mu.Lock()
 	o.st.bytesWritten += uint64(size)
 	o.st.fsyncs += 2
 	o.mu.Unlock()
+	return nil
 }
 
 // finish flushes and closes at Close: the queue is empty by now.
@@ -451,7 +587,7 @@ func (o *Outbox) finish() {
 	if o.dirty {
 		err = o.syncActive()
 	}
-	o.compact()
+	_ = o.compact() // logged; the appended log is still valid
 	if serr := o.stateF.Sync(); err == nil && serr != nil {
 		err = serr
 	}

@@ -71,6 +71,16 @@ func (r *recentIndex) add(k originKey, seq uint64) {
 	r.m[k] = seq
 }
 
+// forget drops the entries whose seq is in [lo, hi): messages that were
+// refused, so a resend of theirs is not taken for a duplicate.
+func (r *recentIndex) forget(lo, hi uint64) {
+	for k, s := range r.m {
+		if s >= lo && s < hi {
+			delete(r.m, k)
+		}
+	}
+}
+
 func (r *recentIndex) get(k originKey) (uint64, bool) {
 	s, ok := r.m[k]
 	return s, ok

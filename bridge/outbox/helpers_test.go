@@ -131,3 +131,14 @@ func appendAsyncN(t testing.TB, o *Outbox, from, n int) []appendResult {
 	wg.Wait()
 	return res
 }
+
+// v1FixtureMsg is message i of testdata/v1 (written by the version-1
+// record format of edgegw 0.1: 120 messages, 1-30 and 35 acknowledged,
+// 40 released).
+func v1FixtureMsg(i int) Message {
+	m := Message{Topic: fmt.Sprintf("readings/dev%d", i%4), QoS: 1 + byte(i%2), Retain: i%7 == 0, Payload: payloadFor(i)}
+	if m.QoS == 2 {
+		m.Origin, m.OriginPID = fmt.Sprintf("client-%d", i%3), uint16(1000+i)
+	}
+	return m
+}

@@ -53,8 +53,11 @@ func killPayload(round, i int) []byte {
 func childWriter(release bool) {
 	dir := os.Getenv("OUTBOX_DIR")
 	round, _ := strconv.Atoi(os.Getenv("OUTBOX_ROUND"))
-	mode, _ := ParseFsyncMode(os.Getenv("OUTBOX_FSYNC"))
-	o, err := Open(Options{Dir: dir, SegmentBytes: killSegBytes, Fsync: mode})
+	// OUTBOX_FSYNC is a mode, optionally with a commit interval: "batch/20ms".
+	fsync, interval, _ := strings.Cut(os.Getenv("OUTBOX_FSYNC"), "/")
+	mode, _ := ParseFsyncMode(fsync)
+	commit, _ := time.ParseDuration(interval)
+	o, err := Open(Options{Dir: dir, SegmentBytes: killSegBytes, Fsync: mode, CommitInterval: commit})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child open:", err)
 		os.Exit(2)
@@ -246,6 +249,12 @@ func testKill9(t *testing.T, kind, fsync string, rounds int, maxDelay time.Durat
 }
 
 func TestKill9Append(t *testing.T) { testKill9(t, "append", "batch", killRounds, 120*time.Millisecond) }
+
+// With a commit interval, messages wait for the next commit: what was
+// reported durable must still be there, and only that.
+func TestKill9AppendCommitInterval(t *testing.T) {
+	testKill9(t, "append", "batch/20ms", killRounds/4, 300*time.Millisecond)
+}
 
 func TestKill9AppendFsyncAlways(t *testing.T) {
 	testKill9(t, "append", "always", killRounds/4, 500*time.Millisecond)

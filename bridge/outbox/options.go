@@ -122,6 +122,15 @@ type Options struct {
 	// MemoryBytes bounds the memory window in record bytes (default 1 MiB);
 	// the oldest entries are spilled to make room.
 	MemoryBytes int64
+	// CommitInterval bounds how often the committer commits (writes and
+	// syncs) appended messages while nobody waits in Next (the link is down
+	// or behind): at most once per CommitInterval, sooner only when half of
+	// the append queue is full, when Next waits for data, or at Close. A message
+	// waits at most this long (plus the write) before it is durable; in
+	// exchange each commit writes whole pages instead of one partial page
+	// per message. 0 (the default here) commits as soon as the committer is
+	// free, as before; the gateway's default is [buffer] commit_interval.
+	CommitInterval time.Duration
 	// Logger receives recovery, drop-episode and I/O messages (default: discard).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
@@ -149,6 +158,9 @@ const (
 	// ackInterval is the longest an ack waits to be written to the ack log
 	// when no appends are flowing.
 	ackInterval = 100 * time.Millisecond
+	// ackSyncInterval is how often, at most, the ack log is synced while
+	// acknowledgements change.
+	ackSyncInterval = time.Second
 	// stateCompactBytes is the ack log size that triggers a compaction.
 	stateCompactBytes = 256 << 10
 )
@@ -161,8 +173,8 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.SegmentBytes <= 0 {
 		c.SegmentBytes = defaultSegmentBytes
 	}
-	if c.MaxBytes < 0 || c.MaxAge < 0 || c.FsyncInterval < 0 {
-		return c, errors.New("outbox: options: MaxBytes, MaxAge and FsyncInterval must not be negative")
+	if c.MaxBytes < 0 || c.MaxAge < 0 || c.FsyncInterval < 0 || c.CommitInterval < 0 {
+		return c, errors.New("outbox: options: MaxBytes, MaxAge, FsyncInterval and CommitInterval must not be negative")
 	}
 	if c.MaxBytes > 0 && c.SegmentBytes > c.MaxBytes/8 {
 		c.SegmentBytes = c.MaxBytes / 8

@@ -34,10 +34,11 @@ type Message struct {
 // Stats is a snapshot of the outbox counters.
 type Stats struct {
 	// Messages and Bytes are the depth: unacknowledged messages (on disk,
-	// queued for it and in memory), and bytes of segment files on disk.
-	// After a restart Messages may overstate: seqs acknowledged from memory
-	// in an earlier run never reached disk, and such a seq gap counts until
-	// Next passes it.
+	// queued for it and in memory), and bytes of records in segment files
+	// (the preallocated, unused rest of the active segment, at most
+	// SegmentBytes, is not counted). After a restart Messages may
+	// overstate: seqs acknowledged from memory in an earlier run never
+	// reached disk, and such a seq gap counts until Next passes it.
 	Messages, Bytes uint64
 	// InMemory and InMemoryBytes are the memory window: unacknowledged
 	// messages kept only in memory, and their record bytes.
@@ -59,18 +60,27 @@ type Stats struct {
 	// DuplicatesAvoided (RecentOrigin hits) count since Open.
 	Appended, Acked, Replayed, DuplicatesAvoided uint64
 	// Dropped counts dropped messages by reason: "full_oldest",
-	// "full_newest", "expired", "corrupt".
+	// "full_newest", "expired", "corrupt", and "storage" (refused, not
+	// acknowledged to their publisher, while the storage failed).
 	Dropped map[string]uint64
 	// Blocked counts appends that had to wait for space under Block.
 	Blocked uint64
 	// TailCutBytes is how many bytes of torn or corrupt tail Open cut off.
 	TailCutBytes uint64
+	// SkippedBytes counts damaged bytes in the middle of segments that were
+	// skipped, resynchronising on the next whole record (their messages
+	// are counted in Dropped["corrupt"]).
+	SkippedBytes uint64
 	// BytesWritten counts every byte written to segments and the ack log;
 	// PayloadBytes the payload bytes appended: their ratio is the write
 	// amplification seen by the file system.
 	BytesWritten, PayloadBytes, Fsyncs uint64
 	// Full is true during a full-buffer episode.
 	Full bool
+	// StorageError is the storage error while the outbox refuses new
+	// messages (disk full, read-only file system), empty when healthy. The
+	// outbox retries with backoff and clears it by itself.
+	StorageError string
 }
 
 type entry struct {
@@ -89,7 +99,7 @@ type releaseReq struct {
 
 type counters struct {
 	appended, acked, replayed, dupAvoided, blocked uint64
-	tailCut                                        uint64
+	tailCut, skippedBytes                          uint64
 	bytesWritten, payloadBytes, fsyncs             uint64
 	dropped                                        map[string]uint64
 	memAcked                                       uint64
@@ -118,6 +128,7 @@ type Outbox struct {
 	diskBytes   int64
 	writtenNext uint64 // seqs below it are written to their segment files
 	writtenOff  int64  // size of the active segment at writtenNext
+	durableOff  int64  // size of the active segment at durableNext
 	durableNext uint64 // seqs below it are durable per the fsync mode
 	floor       uint64 // every seq below it is acknowledged (or dropped)
 	acked       seqSet // acknowledged seqs at or above floor
@@ -159,16 +170,25 @@ type Outbox struct {
 	activeFirst uint64
 	activeCount uint64
 	activeNext  uint64 // seq after the last record of the active segment
-	activeSize  int64
+	activeSize  int64  // bytes of records in it, once this pass is written
+	activeOff   int64  // bytes written to it
 	stateF      *os.File
 	stateSize   int64
-	dirty       bool // written but not fsync'd (FsyncInterval)
+	stateDirty  bool      // ack log written since its last sync
+	stateSynced time.Time // last sync of the ack log
+	dirty       bool      // written but not fsync'd (FsyncInterval)
+	spares      []string  // acknowledged segment files kept for reuse
 
 	rmu sync.Mutex
 	rd  segReader
 	// rdPath is the path of segment rdPathFirst (guarded by rmu).
 	rdPath      string
 	rdPathFirst uint64
+
+	// readerWaiting (guarded by mu) counts Next calls waiting for data:
+	// the link is up and caught up, so commits are not held back for
+	// CommitInterval.
+	readerWaiting int
 
 	testOnWait func() // tests: called (under mu) when Next is about to wait
 	testCrash  bool   // tests: Close stops like kill -9 (no compaction, no syncs)
@@ -181,8 +201,8 @@ func Open(opts Options) (*Outbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := mkdirAllSync(c.Dir); err != nil {
-		return nil, fmt.Errorf("outbox: create dir: %w", err)
+	if err := makePrivateDir(c.Dir); err != nil {
+		return nil, err
 	}
 	lockF, err := lockDir(c.Dir)
 	if err != nil {
@@ -203,7 +223,7 @@ func Open(opts Options) (*Outbox, error) {
 	if c.MaxBytes > 0 {
 		o.pendingLimit = int(min(int64(maxPendingBytes), c.SegmentBytes))
 	}
-	o.st.dropped = map[string]uint64{"full_oldest": 0, "full_newest": 0, "expired": 0, "corrupt": 0}
+	o.st.dropped = map[string]uint64{"full_oldest": 0, "full_newest": 0, "expired": 0, "corrupt": 0, "storage": 0}
 	o.st.toDisk = make(map[string]uint64, len(toDiskReasons))
 	for _, r := range toDiskReasons {
 		o.st.toDisk[r] = 0
@@ -231,7 +251,7 @@ func (o *Outbox) FirstSeqThisRun() uint64 { return o.openNext }
 // lockDir takes an exclusive flock on Dir/LOCK so that two processes never
 // share one outbox; the kernel drops it when the process dies.
 func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, filePerm)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: lock dir: %w", err)
 	}
@@ -292,6 +312,7 @@ func (o *Outbox) AppendAsync(ctx context.Context, m Message, done func(seq uint6
 		}
 		if o.failed != nil {
 			err := o.failed
+			o.st.dropped["storage"]++
 			o.mu.Unlock()
 			return err
 		}
@@ -355,6 +376,7 @@ func (o *Outbox) AppendAsync(ctx context.Context, m Message, done func(seq uint6
 	// To disk: every older message in memory goes first, so the segments
 	// hold ascending seqs and every memory entry stays newer than every
 	// disk entry.
+	queuedBefore := len(o.qents)
 	o.spillLocked(len(o.mem), reason)
 	o.st.toDisk[reason]++
 	start := len(o.qbuf)
@@ -363,8 +385,12 @@ func (o *Outbox) AppendAsync(ctx context.Context, m Message, done func(seq uint6
 	if m.QoS == 2 && m.Origin != "" {
 		o.recent.add(makeOriginKey(m.Origin, m.OriginPID), m.Seq)
 	}
+	wake := o.opts.CommitInterval == 0 || queuedBefore == 0 || o.readerWaiting > 0 ||
+		(start < o.pendingLimit/2 && len(o.qbuf) >= o.pendingLimit/2)
 	o.mu.Unlock()
-	o.wake()
+	if wake {
+		o.wake()
+	}
 	return nil
 }
 
@@ -579,10 +605,12 @@ func (o *Outbox) Stats() Stats {
 		DuplicatesAvoided: o.st.dupAvoided,
 		Blocked:           o.st.blocked,
 		TailCutBytes:      o.st.tailCut,
+		SkippedBytes:      o.st.skippedBytes,
 		BytesWritten:      o.st.bytesWritten,
 		PayloadBytes:      o.st.payloadBytes,
 		Fsyncs:            o.st.fsyncs,
 		Full:              o.epOldest.active || o.epNewest.active || o.epBlock.active,
+		StorageError:      errString(o.failed),
 		Dropped:           make(map[string]uint64, len(o.st.dropped)),
 	}
 	for k, v := range o.st.dropped {

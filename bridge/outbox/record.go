@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,82 +10,227 @@ import (
 	"time"
 )
 
-// Segment file layout (all integers little endian):
+// Segment file layout. Both versions share the header (integers little
+// endian):
 //
 //	header  : magic "EGWOBX" (6) | version (1) | reserved (1) | first seq (8)
+//
+// Version 2 (written since 0.2; varints as in encoding/binary):
+//
+//	record* : body length (uvarint) | CRC32C of body (4, LE) | body
+//	body    : seq (uvarint) | milliseconds since 2025-01-01 UTC (varint) |
+//	          flags (1: qos in bits 0-1, retain bit 2, origin bit 3) |
+//	          [origin pid (uvarint) | origin length (uvarint) | origin] |
+//	          topic length (uvarint) | topic | payload
+//
+// The origin is stored only for QoS 2 (see storedOrigin). A 100-byte
+// payload on a 13-byte topic takes 131 bytes (145 in version 1, and 156
+// with the origin 0.1 stored for every message).
+//
+// Version 1 (edgegw 0.1, still read):
+//
 //	record* : body length (4) | CRC32C of body (4) | body
 //	body    : seq (8) | unix nanos (8) | qos (1) | flags (1) | origin pid (2) |
 //	          topic length (2) | origin length (2) | topic | origin | payload
 //
 // The seq inside the body lets recovery and the reader check that a record
-// sits where its seq says it should.
+// sits where its seq says it should, and resynchronise after damage.
 const (
 	segMagic      = "EGWOBX"
-	segVersion    = 1
+	segVersion1   = 1
+	segVersion    = 2 // written
 	segHeaderSize = 16
+	// v1 record header and fixed body part.
 	recHeaderSize = 8
 	bodyFixedSize = 24
 	flagRetain    = 1
+	// v2: a body holds at least seq, time, flags and topic length; a
+	// record header is at most a 5-byte length and the checksum.
+	minBodyV2      = 4
+	maxRecHeaderV2 = binary.MaxVarintLen32 + 4
+	v2Retain       = 1 << 2
+	v2Origin       = 1 << 3
 )
+
+// timeEpochMs is 2025-01-01 UTC in Unix milliseconds: version-2 times are
+// stored relative to it (5 bytes until 2026, 6 until 2160).
+const timeEpochMs = 1735689600000
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // errCorrupt marks a record that fails its length, checksum or seq check.
 var errCorrupt = errors.New("corrupt record")
 
-func encodeSegHeader(first uint64) []byte {
+func encodeSegHeader(first uint64) []byte { return encodeSegHeaderV(first, segVersion) }
+
+func encodeSegHeaderV(first uint64, ver byte) []byte {
 	b := make([]byte, segHeaderSize)
 	copy(b, segMagic)
-	b[6] = segVersion
+	b[6] = ver
 	binary.LittleEndian.PutUint64(b[8:], first)
 	return b
 }
 
-func checkSegHeader(b []byte, first uint64) error {
+// checkSegHeader checks a header against the name's first seq and returns
+// its version.
+func checkSegHeader(b []byte, first uint64) (byte, error) {
 	if len(b) < segHeaderSize || string(b[:6]) != segMagic {
-		return errors.New("bad magic")
+		return 0, errors.New("bad magic")
 	}
-	if b[6] != segVersion {
-		return fmt.Errorf("unknown version %d", b[6])
+	if b[6] != segVersion1 && b[6] != segVersion {
+		return 0, fmt.Errorf("unknown version %d", b[6])
 	}
 	if got := binary.LittleEndian.Uint64(b[8:]); got != first {
-		return fmt.Errorf("header says first seq %d, name says %d", got, first)
+		return 0, fmt.Errorf("header says first seq %d, name says %d", got, first)
 	}
-	return nil
+	return b[6], nil
 }
 
-// recordSize is the encoded size of m on disk.
+// storedOrigin is the origin kept on disk: only QoS 2 needs it (DUP
+// dedupe after a restart, RecentOrigin); for QoS 1 it would be bytes
+// written to flash for nothing.
+func storedOrigin(m *Message) (string, uint16) {
+	if m.QoS != 2 {
+		return "", 0
+	}
+	return m.Origin, m.OriginPID
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+func bodySize(m *Message) int {
+	origin, pid := storedOrigin(m)
+	ms := m.Time.UnixMilli() - timeEpochMs
+	n := uvarintLen(m.Seq) + uvarintLen(uint64(ms<<1)^uint64(ms>>63)) + 1 +
+		uvarintLen(uint64(len(m.Topic))) + len(m.Topic) + len(m.Payload)
+	if origin != "" {
+		n += uvarintLen(uint64(pid)) + uvarintLen(uint64(len(origin))) + len(origin)
+	}
+	return n
+}
+
+// recordSize is the encoded size of m on disk (with m.Seq and m.Time set;
+// a bound is enough before they are).
 func recordSize(m *Message) int {
-	return recHeaderSize + bodyFixedSize + len(m.Topic) + len(m.Origin) + len(m.Payload)
+	n := bodySize(m)
+	return uvarintLen(uint64(n)) + 4 + n
 }
 
-// appendRecord appends the encoded record of m (with m.Seq set) to dst.
+// appendRecord appends the version-2 record of m (Seq and Time set) to dst.
 func appendRecord(dst []byte, m *Message) []byte {
-	n := bodyFixedSize + len(m.Topic) + len(m.Origin) + len(m.Payload)
+	origin, pid := storedOrigin(m)
+	n := bodySize(m)
+	dst = binary.AppendUvarint(dst, uint64(n))
+	crcAt := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
 	start := len(dst)
-	dst = append(dst, make([]byte, recHeaderSize+bodyFixedSize)...)
-	h := dst[start:]
-	binary.LittleEndian.PutUint32(h[0:], uint32(n))
-	b := h[recHeaderSize:]
-	binary.LittleEndian.PutUint64(b[0:], m.Seq)
-	binary.LittleEndian.PutUint64(b[8:], uint64(m.Time.UnixNano()))
-	b[16] = m.QoS
+	dst = binary.AppendUvarint(dst, m.Seq)
+	dst = binary.AppendVarint(dst, m.Time.UnixMilli()-timeEpochMs)
+	flags := m.QoS & 3
 	if m.Retain {
-		b[17] = flagRetain
+		flags |= v2Retain
 	}
-	binary.LittleEndian.PutUint16(b[18:], m.OriginPID)
-	binary.LittleEndian.PutUint16(b[20:], uint16(len(m.Topic)))
-	binary.LittleEndian.PutUint16(b[22:], uint16(len(m.Origin)))
+	if origin != "" {
+		flags |= v2Origin
+	}
+	dst = append(dst, flags)
+	if origin != "" {
+		dst = binary.AppendUvarint(dst, uint64(pid))
+		dst = binary.AppendUvarint(dst, uint64(len(origin)))
+		dst = append(dst, origin...)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(m.Topic)))
 	dst = append(dst, m.Topic...)
-	dst = append(dst, m.Origin...)
 	dst = append(dst, m.Payload...)
-	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(dst[start+recHeaderSize:], castagnoli))
+	binary.LittleEndian.PutUint32(dst[crcAt:], crc32.Checksum(dst[start:], castagnoli))
 	return dst
 }
 
-// recordReader reads records sequentially from a buffered stream.
+// recView is a decoded record body; its slices alias the body.
+type recView struct {
+	seq           uint64
+	time          time.Time
+	qos           byte
+	retain        bool
+	pid           uint16
+	topic, origin []byte
+	payload       []byte
+}
+
+var errFields = fmt.Errorf("%w: field lengths exceed body", errCorrupt)
+
+// parseBody decodes a checked body of the given version.
+func parseBody(ver byte, b []byte) (recView, error) {
+	var v recView
+	if ver == segVersion1 {
+		if len(b) < bodyFixedSize {
+			return v, errFields
+		}
+		tl := int(binary.LittleEndian.Uint16(b[20:]))
+		ol := int(binary.LittleEndian.Uint16(b[22:]))
+		if bodyFixedSize+tl+ol > len(b) {
+			return v, errFields
+		}
+		v.seq = binary.LittleEndian.Uint64(b[0:])
+		v.time = time.Unix(0, int64(binary.LittleEndian.Uint64(b[8:])))
+		v.qos, v.retain, v.pid = b[16], b[17]&flagRetain != 0, binary.LittleEndian.Uint16(b[18:])
+		rest := b[bodyFixedSize:]
+		v.topic, v.origin, v.payload = rest[:tl], rest[tl:tl+ol], rest[tl+ol:]
+		return v, nil
+	}
+	p := 0
+	uv := func() (uint64, bool) {
+		x, n := binary.Uvarint(b[p:])
+		if n <= 0 {
+			return 0, false
+		}
+		p += n
+		return x, true
+	}
+	var ok bool
+	if v.seq, ok = uv(); !ok {
+		return v, errFields
+	}
+	ms, n := binary.Varint(b[p:])
+	if n <= 0 || p+n >= len(b) {
+		return v, errFields
+	}
+	p += n
+	v.time = time.UnixMilli(ms + timeEpochMs)
+	flags := b[p]
+	p++
+	v.qos, v.retain = flags&3, flags&v2Retain != 0
+	if flags&v2Origin != 0 {
+		pid, ok1 := uv()
+		ol, ok2 := uv()
+		if !ok1 || !ok2 || pid > 0xffff || ol > uint64(len(b)-p) {
+			return v, errFields
+		}
+		v.pid = uint16(pid)
+		v.origin = b[p : p+int(ol)]
+		p += int(ol)
+	}
+	tl, ok := uv()
+	if !ok || tl > uint64(len(b)-p) {
+		return v, errFields
+	}
+	v.topic = b[p : p+int(tl)]
+	v.payload = b[p+int(tl):]
+	return v, nil
+}
+
+// recordReader reads records of one version sequentially from a buffered
+// stream.
 type recordReader struct {
-	r   io.Reader
+	r   *bufio.Reader
+	ver byte
 	off int64 // file offset of the next record
 	buf []byte
 	hdr [recHeaderSize]byte
@@ -94,18 +240,47 @@ type recordReader struct {
 // next call. It returns io.EOF at a clean end, errCorrupt (wrapped) for a
 // torn or damaged record, or an I/O error.
 func (rr *recordReader) nextBody() ([]byte, error) {
-	if _, err := io.ReadFull(rr.r, rr.hdr[:]); err != nil {
-		if err == io.EOF {
-			return nil, io.EOF
+	var n uint64
+	var sum uint32
+	hlen := 0
+	if rr.ver == segVersion1 {
+		if _, err := io.ReadFull(rr.r, rr.hdr[:]); err != nil {
+			return nil, headerErr(err)
 		}
-		if err == io.ErrUnexpectedEOF {
-			return nil, fmt.Errorf("%w: truncated header", errCorrupt)
+		n, sum, hlen = uint64(binary.LittleEndian.Uint32(rr.hdr[0:])), binary.LittleEndian.Uint32(rr.hdr[4:]), recHeaderSize
+		if n < bodyFixedSize {
+			return nil, fmt.Errorf("%w: length %d", errCorrupt, n)
 		}
-		return nil, err
+	} else {
+		for shift := uint(0); ; shift += 7 {
+			c, err := rr.r.ReadByte()
+			if err != nil {
+				if hlen > 0 && err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return nil, headerErr(err)
+			}
+			hlen++
+			if hlen > binary.MaxVarintLen32 {
+				return nil, fmt.Errorf("%w: length too long", errCorrupt)
+			}
+			n |= uint64(c&0x7f) << shift
+			if c < 0x80 {
+				break
+			}
+		}
+		if _, err := io.ReadFull(rr.r, rr.hdr[:4]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, headerErr(err)
+		}
+		sum, hlen = binary.LittleEndian.Uint32(rr.hdr[:4]), hlen+4
+		if n < minBodyV2 {
+			return nil, fmt.Errorf("%w: length %d", errCorrupt, n)
+		}
 	}
-	n := binary.LittleEndian.Uint32(rr.hdr[0:])
-	sum := binary.LittleEndian.Uint32(rr.hdr[4:])
-	if n < bodyFixedSize || n > maxRecordBody {
+	if n > maxRecordBody {
 		return nil, fmt.Errorf("%w: length %d", errCorrupt, n)
 	}
 	if cap(rr.buf) < int(n) {
@@ -121,31 +296,33 @@ func (rr *recordReader) nextBody() ([]byte, error) {
 	if crc32.Checksum(body, castagnoli) != sum {
 		return nil, fmt.Errorf("%w: checksum mismatch", errCorrupt)
 	}
-	if bodyFixedSize+int(binary.LittleEndian.Uint16(body[20:]))+int(binary.LittleEndian.Uint16(body[22:])) > len(body) {
-		return nil, fmt.Errorf("%w: field lengths exceed body", errCorrupt)
+	if _, err := parseBody(rr.ver, body); err != nil {
+		return nil, err
 	}
-	rr.off += int64(recHeaderSize + int(n))
+	rr.off += int64(hlen) + int64(n)
 	return body, nil
 }
 
-func decodeBody(b []byte) (Message, error) {
-	tl := int(binary.LittleEndian.Uint16(b[20:]))
-	ol := int(binary.LittleEndian.Uint16(b[22:]))
-	if bodyFixedSize+tl+ol > len(b) {
-		return Message{}, fmt.Errorf("%w: field lengths exceed body", errCorrupt)
+func headerErr(err error) error {
+	if err == io.EOF {
+		return io.EOF
 	}
-	m := Message{
-		Seq:       binary.LittleEndian.Uint64(b[0:]),
-		Time:      time.Unix(0, int64(binary.LittleEndian.Uint64(b[8:]))),
-		QoS:       b[16],
-		Retain:    b[17]&flagRetain != 0,
-		OriginPID: binary.LittleEndian.Uint16(b[18:]),
+	if err == io.ErrUnexpectedEOF {
+		return fmt.Errorf("%w: truncated header", errCorrupt)
 	}
-	rest := b[bodyFixedSize:]
-	m.Topic = string(rest[:tl])
-	if ol > 0 {
-		m.Origin = string(rest[tl : tl+ol])
+	return err
+}
+
+// decodeBody makes a Message of a checked body (copying what it keeps).
+func decodeBody(ver byte, b []byte) (Message, error) {
+	v, err := parseBody(ver, b)
+	if err != nil {
+		return Message{}, err
 	}
-	m.Payload = append([]byte(nil), rest[tl+ol:]...)
+	m := Message{Seq: v.seq, Time: v.time, QoS: v.qos, Retain: v.retain, OriginPID: v.pid, Topic: string(v.topic)}
+	if len(v.origin) > 0 {
+		m.Origin = string(v.origin)
+	}
+	m.Payload = append([]byte(nil), v.payload...)
 	return m, nil
 }

@@ -1,10 +1,12 @@
 package outbox
 
 import (
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // recover rebuilds the in-memory index from the directory. Sealed segments
@@ -29,6 +31,9 @@ func (o *Outbox) recover() error {
 	if err != nil {
 		return fmt.Errorf("list segments: %w", err)
 	}
+	if o.spares, err = listSpares(dir); err != nil {
+		return fmt.Errorf("list spare segments: %w", err)
+	}
 	if len(firsts) == 0 {
 		// Fresh, or every segment deleted: the ack floor carries the next seq.
 		if err := o.createSegment(max(1, st.floor)); err != nil {
@@ -50,16 +55,10 @@ func (o *Outbox) recover() error {
 		}
 		scanFrom = i
 	}
-	visit := func(body []byte) {
-		if body[16] != 2 {
-			return
+	visit := func(v recView) {
+		if v.qos == 2 && len(v.origin) > 0 {
+			o.recent.add(makeOriginKey(string(v.origin), v.pid), v.seq)
 		}
-		tl := int(binary.LittleEndian.Uint16(body[20:]))
-		ol := int(binary.LittleEndian.Uint16(body[22:]))
-		if ol == 0 {
-			return
-		}
-		o.recent.add(makeOriginKey(string(body[bodyFixedSize+tl:bodyFixedSize+tl+ol]), binary.LittleEndian.Uint16(body[18:])), binary.LittleEndian.Uint64(body[0:]))
 	}
 	for i := 0; i < len(firsts)-1; i++ {
 		path := o.segPath(firsts[i])
@@ -87,6 +86,23 @@ func (o *Outbox) recover() error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
+	var lost []span // seqs in damaged stretches of the last segment
+	if res.badHeader && res.count > 0 {
+		// The records are whole: a damaged header must not discard them.
+		o.log.Error("outbox: last segment has a damaged header; rewriting it and keeping its records", "file", path, "records_kept", res.count, "reason", res.reason,
+			"what_to_do", "the storage returned damaged data; check the SD card or disk")
+		if err := writeSync(path, encodeSegHeaderV(last, res.version), 0); err != nil {
+			return fmt.Errorf("rewrite header of %s: %w", path, err)
+		}
+		res.badHeader = false
+	}
+	for _, d := range res.damaged {
+		o.log.Error("outbox: damaged records skipped in the last segment", "file", path, "offset", d.off, "bytes", d.bytes,
+			"from_seq", d.fromSeq, "to_seq", d.nextSeq-1, "err", d.reason,
+			"what_to_do", "the storage returned damaged data; check the SD card or disk")
+		o.st.skippedBytes += uint64(d.bytes)
+		lost = append(lost, span{d.fromSeq, d.nextSeq})
+	}
 	if res.badHeader {
 		o.log.Warn("outbox: last segment has a bad header; rewriting it empty", "file", path, "bytes", res.fileSize, "reason", res.reason)
 		o.st.tailCut += uint64(res.fileSize)
@@ -98,11 +114,48 @@ func (o *Outbox) recover() error {
 		}
 		res = scanResult{goodSize: segHeaderSize, fileSize: segHeaderSize}
 	} else if res.goodSize < res.fileSize {
-		o.log.Warn("outbox: cut torn or corrupt tail of the last segment", "file", path, "offset", res.goodSize, "bytes", res.fileSize-res.goodSize, "records_kept", res.count, "reason", res.reason)
-		o.st.tailCut += uint64(res.fileSize - res.goodSize)
-		if err := truncateSync(path, res.goodSize); err != nil {
+		// A preallocated segment (as long as SegmentBytes) reads as zeros
+		// past its data: only non-zero bytes after the last whole record
+		// are a torn tail. A shorter file (written by 0.1, or cut short)
+		// ends where its size says.
+		dataEnd := res.fileSize
+		if res.fileSize >= o.opts.SegmentBytes {
+			dataEnd = res.dataEnd
+		}
+		if res.stale {
+			// A recycled file: what follows the records is its old
+			// contents (records of lower seqs), not a torn tail; new
+			// records overwrite it.
+			dataEnd = res.goodSize
+		}
+		if dataEnd > res.goodSize {
+			o.log.Warn("outbox: cut torn or corrupt tail of the last segment", "file", path, "offset", res.goodSize, "bytes", dataEnd-res.goodSize, "records_kept", res.count, "reason", res.reason)
+			o.st.tailCut += uint64(dataEnd - res.goodSize)
+		}
+		if dataEnd < res.fileSize {
+			if dataEnd > res.goodSize {
+				if err := zeroSync(path, res.goodSize, dataEnd); err != nil {
+					return fmt.Errorf("cut tail of %s: %w", path, err)
+				}
+			}
+		} else if err := truncateSync(path, res.goodSize); err != nil {
 			return fmt.Errorf("cut tail of %s: %w", path, err)
 		}
+	}
+	if res.version == segVersion1 && !res.badHeader {
+		// Written by 0.1: version-2 records go to a new segment.
+		if res.count > 0 {
+			o.segs = append(o.segs, segInfo{first: last, count: res.count, bytes: res.goodSize, firstTime: res.firstTime})
+			o.diskBytes += res.goodSize
+			last = res.lastSeq + 1
+		} else if err := os.Remove(path); err != nil {
+			return err
+		}
+		if err := o.createSegment(last); err != nil {
+			return err
+		}
+		path = o.segPath(last)
+		res = scanResult{goodSize: segHeaderSize, fileSize: segHeaderSize}
 	}
 	o.segs = append(o.segs, segInfo{first: last, count: res.count, bytes: res.goodSize, firstTime: res.firstTime})
 	o.diskBytes += res.goodSize
@@ -136,6 +189,11 @@ func (o *Outbox) recover() error {
 	o.acked = st.acked
 	o.acked.trimBelow(o.floor)
 	o.floor = o.acked.popFrom(o.floor)
+	for _, sp := range lost {
+		n := o.ackLocked(sp.lo, sp.hi)
+		o.pendAcks.add(sp.lo, sp.hi)
+		o.st.dropped["corrupt"] += n
+	}
 	for s := range st.released {
 		if s >= o.floor && s < o.nextSeq && !o.acked.has(s) {
 			o.released[s] = struct{}{}
@@ -146,13 +204,19 @@ func (o *Outbox) recover() error {
 
 	// Open the active segment and the ack log for appending.
 	a := o.segs[len(o.segs)-1]
-	f, err := os.OpenFile(o.segPath(a.first), os.O_WRONLY|os.O_APPEND, 0)
+	f, err := os.OpenFile(o.segPath(a.first), os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	o.active, o.activeFirst, o.activeCount, o.activeSize = f, a.first, a.count, a.bytes
+	o.active, o.activeFirst, o.activeCount, o.activeSize, o.activeOff = f, a.first, a.count, a.bytes, a.bytes
 	o.activeNext = o.nextSeq
-	o.writtenOff = a.bytes
+	if fi, err := f.Stat(); err == nil && fi.Size() < o.opts.SegmentBytes {
+		// Written by 0.1, or cut back: preallocate its rest now.
+		if err := o.preallocate(f, fi.Size()); err != nil {
+			o.log.Warn("outbox: cannot preallocate the active segment; appends will also commit its size", "file", f.Name(), "err", err)
+		}
+	}
+	o.writtenOff, o.durableOff = a.bytes, a.bytes
 	if o.stateF, o.stateSize, err = openStateLog(dir, good); err != nil {
 		return fmt.Errorf("open ack log: %w", err)
 	}
@@ -162,11 +226,20 @@ func (o *Outbox) recover() error {
 // createSegment creates an empty segment file with its header, durably.
 func (o *Outbox) createSegment(first uint64) error {
 	path := o.segPath(first)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, from, err := o.reuseSpare(path)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(encodeSegHeader(first))
+	if f == nil {
+		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm); err != nil {
+			return err
+		}
+		from = segHeaderSize
+	}
+	_, err = f.WriteAt(encodeSegHeader(first), 0)
+	if err == nil {
+		err = o.preallocate(f, from)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -177,6 +250,38 @@ func (o *Outbox) createSegment(first uint64) error {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
 	return syncDir(o.opts.Dir)
+}
+
+// writeSync writes p at off of path, durably.
+func writeSync(path string, p []byte, off int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(p, off)
+	if err == nil {
+		err = fdatasync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// zeroSync overwrites [from, to) of path with zeros, durably.
+func zeroSync(path string, from, to int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(make([]byte, to-from), from)
+	if err == nil {
+		err = fdatasync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func truncateSync(path string, size int64) error {
@@ -192,4 +297,33 @@ func truncateSync(path string, size int64) error {
 		err = cerr
 	}
 	return err
+}
+
+// preallocate reserves the rest of a new segment file, from off to
+// SegmentBytes, with fallocate: blocks allocated once, here, rather than at
+// every commit, so a commit's fdatasync carries only the conversion of the
+// written range. (Blocks written with zeros would need no journal at all,
+// but cost writing every segment twice; measured in wear_test.go.) A file
+// system without fallocate just grows the file as it is written.
+func (o *Outbox) preallocate(f *os.File, off int64) error {
+	if off >= o.opts.SegmentBytes {
+		return nil
+	}
+	err := unix.Fallocate(int(f.Fd()), 0, off, o.opts.SegmentBytes-off)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		return nil
+	}
+	return err
+}
+
+// seal cuts a preallocated active segment to its records before it is
+// closed for good, durably, so that a sealed segment's size is its data.
+func (o *Outbox) seal() error {
+	if err := o.active.Truncate(o.activeSize); err != nil {
+		return fmt.Errorf("seal %s: %w", o.active.Name(), err)
+	}
+	if err := o.active.Sync(); err != nil {
+		return fmt.Errorf("seal %s: %w", o.active.Name(), err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -197,53 +198,121 @@ func TestTornAckLog(t *testing.T) {
 	}
 }
 
-// TestCorruptSealedSegmentSkipped flips a byte in the middle of a sealed
-// (not last) segment: Open does not read it, and Next skips the unreadable
-// rest of that segment, counting and logging it, then goes on.
-func TestCorruptSealedSegmentSkipped(t *testing.T) {
-	dir := t.TempDir()
-	o := openT(t, Options{Dir: dir, SegmentBytes: 4096})
-	appendN(t, o, 0, 200)
-	o.Close()
-	segs := segFiles(t, dir)
-	victim := filepath.Join(dir, segName(segs[1]))
-	b, err := os.ReadFile(victim)
+// recordSpan is where one record lies in a segment file.
+type recordSpan struct {
+	off, end int64
+	seq      uint64
+}
+
+// recordSpans lists the whole records of a segment file in order.
+func recordSpans(t *testing.T, path string) []recordSpan {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[len(b)/2] ^= 0x40
-	if err := os.WriteFile(victim, b, 0o644); err != nil {
+	defer f.Close()
+	if _, err := f.Seek(segHeaderSize, 0); err != nil {
 		t.Fatal(err)
 	}
-	var lb logBuf
-	o = openT(t, Options{Dir: dir, SegmentBytes: 4096, Logger: lb.logger()})
-	var got []uint64
-	for o.Stats().Messages > 0 {
-		m := nextT(t, o)
-		if !bytes.Equal(m.Payload, payloadFor(int(m.Seq-1))) {
-			t.Fatalf("seq %d: wrong payload", m.Seq)
+	rr := recordReader{r: bufio.NewReader(f), ver: segVersion, off: segHeaderSize}
+	var out []recordSpan
+	for {
+		off := rr.off
+		body, err := rr.nextBody()
+		if err != nil {
+			return out // the end, or the preallocated zeros after it
 		}
-		got = append(got, m.Seq)
-		o.Ack(m.Seq)
-	}
-	st := o.Stats()
-	lost := st.Dropped["corrupt"]
-	if lost == 0 || lost >= segs[2]-segs[1] || uint64(len(got))+lost != 200 {
-		t.Fatalf("delivered %d, corrupt %d (segment %d holds %d)", len(got), lost, segs[1], segs[2]-segs[1])
-	}
-	// What was delivered is everything except a contiguous run ending at
-	// the end of the damaged segment.
-	firstLost := segs[2] - lost
-	for i, s := range got {
-		want := uint64(i + 1)
-		if want >= firstLost {
-			want += lost
+		v, err := parseBody(segVersion, body)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if s != want {
-			t.Fatalf("delivered %d at %d, want %d", s, i, want)
-		}
+		out = append(out, recordSpan{off, rr.off, v.seq})
 	}
-	if !strings.Contains(lb.String(), "level=ERROR") || !strings.Contains(lb.String(), filepath.Base(victim)) {
-		t.Fatalf("corruption not logged with the file:\n%s", lb.String())
+}
+
+// TestDamageCostsOnlyItself flips bytes in a sealed segment's record, in a
+// sealed segment's header, in a record in the middle of the last segment
+// and in the last segment's header: exactly the damaged record is missing
+// (none for a header), the skip is counted and logged at Error, and no
+// torn tail is reported.
+func TestDamageCostsOnlyItself(t *testing.T) {
+	const n = 200
+	cases := []struct {
+		name   string
+		seg    func(segs []uint64) uint64 // which segment
+		record int                        // which record in it (-1: the header)
+	}{
+		{"sealed segment record", func(s []uint64) uint64 { return s[1] }, 7},
+		{"sealed segment first record", func(s []uint64) uint64 { return s[1] }, 0},
+		{"sealed segment header", func(s []uint64) uint64 { return s[1] }, -1},
+		{"last segment middle record", func(s []uint64) uint64 { return s[len(s)-1] }, 3},
+		{"last segment header", func(s []uint64) uint64 { return s[len(s)-1] }, -1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			o := openT(t, Options{Dir: dir, SegmentBytes: 4096})
+			appendN(t, o, 0, n)
+			o.Close()
+			segs := segFiles(t, dir)
+			victim := filepath.Join(dir, segName(c.seg(segs)))
+			spans := recordSpans(t, victim)
+			if len(spans) < 8 {
+				t.Fatalf("%s holds %d records, want more", victim, len(spans))
+			}
+			b, err := os.ReadFile(victim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var lost uint64 // 0: none
+			var at int64
+			if c.record < 0 {
+				at = 2 // inside the magic
+			} else {
+				sp := spans[c.record]
+				lost, at = sp.seq, (sp.off+sp.end)/2
+			}
+			for k := int64(0); k < 4; k++ { // four flipped bytes, as in the field
+				b[at+k] ^= 0x5a
+			}
+			if err := os.WriteFile(victim, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var lb logBuf
+			o = openT(t, Options{Dir: dir, SegmentBytes: 4096, Logger: lb.logger()})
+			want := uint64(1)
+			for want <= n {
+				if want == lost {
+					want++
+					continue
+				}
+				m := nextT(t, o)
+				if m.Seq != want || !bytes.Equal(m.Payload, payloadFor(int(m.Seq-1))) {
+					t.Fatalf("got seq %d (payload %q), want %d", m.Seq, m.Payload, want)
+				}
+				o.Ack(m.Seq)
+				want++
+			}
+			expectNoNext(t, o)
+			st := o.Stats()
+			if st.Messages != 0 || st.TailCutBytes != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+			if lost == 0 {
+				if st.Dropped["corrupt"] != 0 || st.SkippedBytes != 0 {
+					t.Fatalf("a damaged header cost records: %+v", st)
+				}
+				return
+			}
+			rec := spans[c.record]
+			if st.Dropped["corrupt"] != 1 || st.SkippedBytes != uint64(rec.end-rec.off) {
+				t.Fatalf("corrupt %d skipped %d bytes, want 1 and %d", st.Dropped["corrupt"], st.SkippedBytes, rec.end-rec.off)
+			}
+			l := lb.String()
+			if !strings.Contains(l, "level=ERROR") || !strings.Contains(l, filepath.Base(victim)) || !strings.Contains(l, fmt.Sprintf("offset=%d", rec.off)) || strings.Contains(l, "torn") {
+				t.Fatalf("damage not logged as an error with file and offset:\n%s", l)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const segSuffix = ".seg"
@@ -51,7 +54,7 @@ func listSegments(dir string) ([]uint64, error) {
 }
 
 // readFirstTime reads the header and the first record's time of a sealed
-// segment without reading the rest of it.
+// segment without reading the rest of it (nor checking the record).
 func readFirstTime(path string, first uint64) (time.Time, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -66,33 +69,76 @@ func readFirstTime(path string, first uint64) (time.Time, error) {
 	if n < segHeaderSize {
 		return time.Time{}, errors.New("shorter than its header")
 	}
-	if err := checkSegHeader(b[:], first); err != nil {
+	ver, err := checkSegHeader(b[:], first)
+	if err != nil {
 		return time.Time{}, err
 	}
-	if n < len(b) {
+	rec := b[segHeaderSize:n]
+	if ver == segVersion1 {
+		if len(rec) < recHeaderSize+bodyFixedSize {
+			return time.Time{}, nil // empty segment
+		}
+		return time.Unix(0, int64(binary.LittleEndian.Uint64(rec[recHeaderSize+8:]))), nil
+	}
+	_, k := binary.Uvarint(rec)
+	if k <= 0 || len(rec) < k+4 {
 		return time.Time{}, nil // empty segment
 	}
-	body := b[segHeaderSize+recHeaderSize:]
-	return time.Unix(0, int64(binary.LittleEndian.Uint64(body[8:]))), nil
+	rec = rec[k+4:]
+	if _, k = binary.Uvarint(rec); k <= 0 {
+		return time.Time{}, nil
+	}
+	ms, k2 := binary.Varint(rec[k:])
+	if k2 <= 0 {
+		return time.Time{}, nil
+	}
+	return time.UnixMilli(ms + timeEpochMs), nil
+}
+
+// guessVersion returns the record version of a segment whose header is
+// damaged: the version byte if it is a known one, else the version whose
+// record parses at the start.
+func guessVersion(f io.ReaderAt, hdr []byte, first uint64, size int64) byte {
+	if len(hdr) > 6 && (hdr[6] == segVersion1 || hdr[6] == segVersion) {
+		return hdr[6]
+	}
+	if at, _, ok, _ := findRecord(f, segVersion1, segHeaderSize, min(size, segHeaderSize+1), first, ^uint64(0)); ok && at == segHeaderSize {
+		return segVersion1
+	}
+	return segVersion
 }
 
 // scanResult is what a full scan of one segment found.
 type scanResult struct {
-	count     uint64
+	count     uint64 // whole records
 	lastSeq   uint64 // seq of the last whole record (0 if none)
 	goodSize  int64  // offset just past the last whole record
 	fileSize  int64
+	dataEnd   int64 // offset just past the last non-zero byte (at least goodSize)
 	firstTime time.Time
 	badHeader bool
-	reason    error // why the scan stopped before fileSize, if it did
+	version   byte     // record version (from the header, or guessed)
+	reason    error    // why the scan stopped before fileSize, if it did
+	damaged   []damage // damaged stretches with whole records after them
+	stale     bool     // after the last record lie records of lower seqs (a recycled file)
+}
+
+// damage is a stretch of a segment that holds no whole record, followed by
+// a whole record: corruption in the middle (a disk fault), not a torn tail.
+type damage struct {
+	off, bytes int64
+	fromSeq    uint64 // the first seq that may have been lost
+	nextSeq    uint64 // the seq of the whole record after it
+	reason     error
 }
 
 // scanSegment reads every record of a segment, checking length, checksum
-// and seq (ascending from the segment's first: seqs acknowledged from
-// memory never reach disk, so they need not be contiguous), and calls
-// visit for each whole record (body valid only during the call). It stops
-// at the first bad record.
-func scanSegment(path string, first uint64, visit func(body []byte)) (scanResult, error) {
+// and that seqs ascend from the name's first seq, and calls visit for each
+// whole record (body valid only during the call). A damaged record (or a
+// damaged header) costs only itself: the scan resynchronises on the next
+// whole record (see findRecord) and notes the damage. It stops where no
+// whole record follows: the end, or a torn or damaged tail.
+func scanSegment(path string, first uint64, visit func(recView)) (scanResult, error) {
 	var res scanResult
 	f, err := os.Open(path)
 	if err != nil {
@@ -110,37 +156,193 @@ func scanSegment(path string, first uint64, visit func(body []byte)) (scanResult
 		res.badHeader, res.reason = true, errors.New("shorter than its header")
 		return res, nil
 	}
-	if err := checkSegHeader(hdr, first); err != nil {
+	ver, err := checkSegHeader(hdr, first)
+	if err != nil {
+		// The records carry their own checksums and seqs: read them anyway.
 		res.badHeader, res.reason = true, err
-		return res, nil
+		ver = guessVersion(f, hdr, first, res.fileSize)
 	}
-	rr := recordReader{r: br, off: segHeaderSize}
+	res.version = ver
+	rr := recordReader{r: br, ver: ver, off: segHeaderSize}
 	res.goodSize = segHeaderSize
+	res.dataEnd = -1
+	next := first // the lowest seq the next record may carry
 	for {
 		body, err := rr.nextBody()
 		if err == io.EOF {
-			return res, nil
+			break
+		}
+		var v recView
+		if err == nil {
+			v, _ = parseBody(ver, body) // nextBody checked it
+			if v.seq < next {
+				err = fmt.Errorf("%w: seq %d where %d or more was expected", errCorrupt, v.seq, next)
+			}
 		}
 		if err != nil {
-			if errors.Is(err, errCorrupt) {
-				res.reason = err
-				return res, nil
+			if !errors.Is(err, errCorrupt) {
+				return res, err
 			}
-			return res, err
+			cause, bad := err, rr.off
+			if res.dataEnd < 0 {
+				if res.dataEnd, err = lastNonZero(f, res.goodSize, res.fileSize); err != nil {
+					return res, err
+				}
+			}
+			at, _, found, err := findRecord(f, ver, bad+1, res.dataEnd, next, ^uint64(0))
+			if err != nil {
+				return res, err
+			}
+			if !found {
+				res.reason = cause
+				// A record of a lower seq after the damage: the old
+				// contents of a recycled file, not a torn tail.
+				_, _, res.stale, err = findRecord(f, ver, bad, res.dataEnd, 0, first)
+				if err != nil {
+					return res, err
+				}
+				break
+			}
+			br.Reset(io.NewSectionReader(f, at, res.fileSize-at))
+			rr = recordReader{r: br, ver: ver, off: at, buf: rr.buf}
+			if body, err = rr.nextBody(); err != nil { // findRecord checked it
+				return res, err
+			}
+			v, _ = parseBody(ver, body)
+			res.damaged = append(res.damaged, damage{off: bad, bytes: at - bad, fromSeq: next, nextSeq: v.seq, reason: cause})
 		}
-		seq := binary.LittleEndian.Uint64(body[0:])
-		if seq < first || (res.count > 0 && seq <= res.lastSeq) {
-			res.reason = fmt.Errorf("%w: seq %d where one above %d was expected", errCorrupt, seq, max(res.lastSeq, first-1))
-			return res, nil
-		}
-		res.lastSeq = seq
 		if res.count == 0 {
-			res.firstTime = time.Unix(0, int64(binary.LittleEndian.Uint64(body[8:])))
+			res.firstTime = v.time
 		}
 		if visit != nil {
-			visit(body)
+			visit(v)
 		}
 		res.count++
+		res.lastSeq, next = v.seq, v.seq+1
 		res.goodSize = rr.off
+	}
+	if res.dataEnd < res.goodSize {
+		res.dataEnd = res.goodSize
+		if res.goodSize < res.fileSize {
+			var err error
+			if res.dataEnd, err = lastNonZero(f, res.goodSize, res.fileSize); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// findRecord looks for the first whole record of version ver in
+// [from, limit) of f whose seq lies in [minSeq, maxSeq): its length fits,
+// its checksum matches and its fields fit its body. It is how a reader
+// resynchronises after a damaged record: random bytes pass all three
+// checks with a chance of about 2^-32 per offset, so a match is a record
+// that was written.
+func findRecord(f io.ReaderAt, ver byte, from, limit int64, minSeq, maxSeq uint64) (off int64, seq uint64, found bool, err error) {
+	const window = 64 << 10
+	const lookahead = recHeaderSize + bodyFixedSize // enough for either header and seq
+	buf := make([]byte, window)
+	var scratch []byte
+	wstart, wlen := int64(0), 0
+	for p := from; p < limit; p++ {
+		if p < wstart || p+lookahead > wstart+int64(wlen) && wstart+int64(wlen) < limit {
+			n, err := f.ReadAt(buf[:min(int64(window), limit-p)], p)
+			if n == 0 {
+				if err != nil && err != io.EOF {
+					return 0, 0, false, err
+				}
+				return 0, 0, false, nil
+			}
+			wstart, wlen = p, n
+		}
+		h := buf[p-wstart : wlen]
+		var n uint64
+		var sum uint32
+		var hl int
+		if ver == segVersion1 {
+			if len(h) < recHeaderSize+bodyFixedSize {
+				continue
+			}
+			n, sum, hl = uint64(binary.LittleEndian.Uint32(h)), binary.LittleEndian.Uint32(h[4:]), recHeaderSize
+			if n < bodyFixedSize {
+				continue
+			}
+			seq = binary.LittleEndian.Uint64(h[hl:])
+		} else {
+			x, k := binary.Uvarint(h[:min(len(h), binary.MaxVarintLen32)])
+			if k <= 0 || len(h) < k+4+1 || x < minBodyV2 {
+				continue
+			}
+			n, sum, hl = x, binary.LittleEndian.Uint32(h[k:]), k+4
+			s, k2 := binary.Uvarint(h[hl:min(len(h), hl+binary.MaxVarintLen64)])
+			if k2 <= 0 {
+				continue
+			}
+			seq = s
+		}
+		if n > maxRecordBody || p+int64(hl)+int64(n) > limit || seq < minSeq || seq >= maxSeq {
+			continue
+		}
+		var body []byte
+		if hl+int(n) <= len(h) {
+			body = h[hl : hl+int(n)]
+		} else {
+			if uint64(cap(scratch)) < n {
+				scratch = make([]byte, n)
+			}
+			body = scratch[:n]
+			if _, err := f.ReadAt(body, p+int64(hl)); err != nil {
+				return 0, 0, false, err
+			}
+		}
+		if crc32.Checksum(body, castagnoli) != sum {
+			continue
+		}
+		if _, err := parseBody(ver, body); err != nil {
+			continue
+		}
+		return p, seq, true, nil
+	}
+	return 0, 0, false, nil
+}
+
+// lastNonZero returns the offset just past the last non-zero byte of f in
+// [from, to), or from if they are all zero: the end of data in a
+// preallocated segment, whose unused rest reads as zeros.
+func lastNonZero(f *os.File, from, to int64) (int64, error) {
+	buf := make([]byte, 64<<10)
+	end := from
+	for off := from; off < to; {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), to-off)], off)
+		for i := n - 1; i >= 0; i-- {
+			if buf[i] != 0 {
+				end = off + int64(i) + 1
+				break
+			}
+		}
+		off += int64(n)
+		if err == io.EOF || n == 0 {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return end, nil
+}
+
+// syncData is fdatasync for the active segment; tests replace it to make a
+// sync fail.
+var syncData = fdatasync
+
+// fdatasync flushes f's data and the metadata needed to read it back (its
+// size, its block map), but not its timestamps.
+func fdatasync(f *os.File) error {
+	for {
+		err := unix.Fdatasync(int(f.Fd()))
+		if err != unix.EINTR {
+			return err
+		}
 	}
 }

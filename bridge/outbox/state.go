@@ -108,7 +108,7 @@ func loadState(path string) (st ackState, good int64, cut int64, err error) {
 // good, or creating it with a header.
 func openStateLog(dir string, good int64) (*os.File, int64, error) {
 	path := filepath.Join(dir, stateName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, filePerm)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -157,7 +157,7 @@ func writeStateSnapshot(dir string, floor uint64, acked []span, released []uint6
 		buf = appendStateRec(buf, stRelease, s, 0)
 	}
 	tmp := filepath.Join(dir, stateTmpName)
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, filePerm)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -126,6 +126,7 @@ func (c *Config) validate(report func(path, msg string)) {
 	checkSize(report, "buffer.segment_bytes", bf.SegmentBytes)
 	checkDuration(report, "buffer.max_age", bf.MaxAge)
 	checkDuration(report, "buffer.fsync_interval", bf.FsyncInterval)
+	checkDuration(report, "buffer.commit_interval", bf.CommitInterval)
 	oneOf(report, "buffer.full_policy", bf.FullPolicy, "drop_oldest", "drop_newest", "block")
 	oneOf(report, "buffer.fsync", bf.Fsync, "always", "batch", "interval")
 	oneOf(report, "buffer.durability", bf.Durability, "memory", "disk")
