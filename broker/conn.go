@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -36,7 +37,12 @@ type guardConn struct {
 	closing bool
 	werr    error // sticky: the first write error; later writes fail with it
 	wake    chan struct{}
-	queued  uint64 // bytes Write has accepted, in all
+	queued  uint64          // bytes Write has accepted, in all
+	busy    bool            // the writer has bytes out of buf and is writing them
+	raw     syscall.RawConn // a plain TCP socket's, for writes that cannot block; nil over TLS
+	tryP    []byte          // tryFn's argument and result, under mu
+	tryN    int
+	tryFn   func(fd uintptr) bool
 
 	connected atomic.Bool // mochi set a deadline: the CONNECT was accepted
 	dropped   atomic.Bool // counted once as a slow consumer
@@ -70,6 +76,12 @@ var errSlowConsumer = errors.New("broker: client disconnected: it does not read 
 
 func newGuardConn(c net.Conn, lim *limits) net.Conn {
 	g := &guardConn{Conn: c, lim: lim, wake: make(chan struct{}, 1)}
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			g.raw = raw
+			g.tryFn = g.writeFD
+		}
+	}
 	if lim.connectTimeout > 0 {
 		_ = c.SetReadDeadline(time.Now().Add(lim.connectTimeout))
 	}
@@ -96,7 +108,11 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write queues p for the writer and returns at once.
+// Write queues p for the writer and returns at once. When nothing is
+// queued and the writer is idle, it first tries the socket itself, in a
+// write that cannot block: a PUBACK then costs one syscall and no hand-off
+// to the writer goroutine (and its wake-up). What the socket does not take
+// is queued.
 func (c *guardConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	if c.werr != nil {
@@ -114,14 +130,41 @@ func (c *guardConn) Write(p []byte) (int, error) {
 		c.slow("outbound queue full", queued)
 		return 0, errSlowConsumer
 	}
-	c.buf = append(c.buf, p...)
 	c.queued += uint64(len(p))
+	q := p
+	if len(c.buf) == 0 && !c.busy && c.raw != nil {
+		q = p[c.tryWrite(p):]
+		if len(q) == 0 {
+			c.mu.Unlock()
+			return len(p), nil
+		}
+	}
+	c.buf = append(c.buf, q...)
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
 	return len(p), nil
+}
+
+// tryWrite writes what the socket takes of p without waiting and returns
+// how much that was. Errors are left to the writer, which meets them again
+// on the bytes that were not written.
+func (c *guardConn) tryWrite(p []byte) int {
+	c.tryP, c.tryN = p, 0
+	_ = c.raw.Write(c.tryFn)
+	c.tryP = nil
+	return c.tryN
+}
+
+// writeFD is tryWrite's one write (a func made once, so that a write does
+// not allocate a closure).
+func (c *guardConn) writeFD(fd uintptr) bool {
+	if w, err := syscall.Write(int(fd), c.tryP); err == nil && w > 0 {
+		c.tryN = w
+	}
+	return true // never wait for the socket: the writer does that
 }
 
 // slow disconnects a client that does not keep up with what it is sent.
@@ -152,6 +195,7 @@ func (c *guardConn) writer() {
 		c.mu.Lock()
 		out, c.buf = c.buf, out[:0]
 		closing, failed := c.closing, c.werr != nil
+		c.busy = len(out) > 0
 		c.mu.Unlock()
 		if failed {
 			return
@@ -175,6 +219,9 @@ func (c *guardConn) writer() {
 				return
 			}
 		}
+		c.mu.Lock()
+		c.busy = false
+		c.mu.Unlock()
 		if cap(out) > 64<<10 {
 			out = nil // give a burst's memory back
 		}
