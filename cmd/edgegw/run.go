@@ -138,6 +138,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	gw.LogLevel = level
+	gw.Ready = func() { logTrim(log) }
 	defer startPprof(log)()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
