@@ -344,6 +344,18 @@ func (h *interceptHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.P
 	m.Origin = clientID(cl)
 	// Hold the acknowledgement until the message is durable; the acker then
 	// writes it and routes the packet to local subscribers.
-	box.Accept(m, func(err error) { b.acks.push(ackItem{cl: cl, pk: pk, err: err}) })
+	// A completion inside Accept (refused, or no out rule) is queued: this
+	// goroutine is in mochi's publish path. One from elsewhere (the
+	// upstream's PUBACK, a commit) may be processed where it happens.
+	inAccept := new(atomic.Bool)
+	inAccept.Store(true)
+	box.Accept(m, func(err error) {
+		if inAccept.Load() {
+			b.acks.push(ackItem{cl: cl, pk: pk, err: err})
+		} else {
+			b.acks.pushNow(ackItem{cl: cl, pk: pk, err: err})
+		}
+	})
+	inAccept.Store(false)
 	return pk, errMochiReject
 }
