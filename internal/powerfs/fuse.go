@@ -253,6 +253,9 @@ func (r *rawFS) Open(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse
 	if a.Dir {
 		return fuse.Status(syscall.EISDIR)
 	}
+	if in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY && r.m.ReadOnly() {
+		return fuse.Status(syscall.EROFS)
+	}
 	if in.Flags&syscall.O_TRUNC != 0 && a.Size > 0 {
 		if err := r.m.Apply(Op{Kind: OpTruncate, Ino: in.NodeId}); err != nil {
 			return status(err)
@@ -318,6 +321,9 @@ func (r *rawFS) Fallocate(_ <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
 		}
 		return fuse.OK
 	case fallocKeepSize:
+		if r.m.ReadOnly() {
+			return fuse.Status(syscall.EROFS)
+		}
 		return fuse.OK // space is not modelled
 	case fallocPunchHole | fallocKeepSize:
 		if int64(in.Offset) >= a.Size {

@@ -142,6 +142,8 @@ type Model struct {
 	record  bool
 	ops     []Op
 	cuts    int
+	// readOnly refuses every change with EROFS (SetReadOnly).
+	readOnly bool
 }
 
 // NewModel returns an empty file system: a root directory.
@@ -176,6 +178,24 @@ func (m *Model) Mark(note string) {
 	}
 }
 
+// SetReadOnly makes the file system refuse (on) or accept again (off)
+// every change: creating, linking, removing or renaming a name, writing,
+// truncating, fsync and a change of mode fail with EROFS while reads go on,
+// as on a file system the kernel remounted read-only after an error (files
+// already open for writing included).
+func (m *Model) SetReadOnly(on bool) {
+	m.mu.Lock()
+	m.readOnly = on
+	m.mu.Unlock()
+}
+
+// ReadOnly reports whether SetReadOnly(true) is in force.
+func (m *Model) ReadOnly() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.readOnly
+}
+
 // Cuts is how many power cuts the model has seen.
 func (m *Model) Cuts() int {
 	m.mu.Lock()
@@ -203,6 +223,9 @@ func (m *Model) Apply(op Op) error {
 }
 
 func (m *Model) applyLocked(op Op) error {
+	if m.readOnly && op.Kind != OpSync && op.Kind != OpMark {
+		return syscall.EROFS
+	}
 	var err error
 	switch op.Kind {
 	case OpCreate, OpMkdir:

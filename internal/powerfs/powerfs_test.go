@@ -2,6 +2,7 @@ package powerfs
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -330,5 +331,59 @@ func TestReplay(t *testing.T) {
 		if b, _ := os.ReadFile(filepath.Join(dir, "a")); string(b) != c.want {
 			t.Errorf("replayed, cut %v: %q, want %q", c.mode, b, c.want)
 		}
+	}
+}
+
+// TestReadOnly: with SetReadOnly(true) every change fails with EROFS, on
+// a file already open for writing too, while reads go on; SetReadOnly(false)
+// makes the same open file writable again.
+func TestReadOnly(t *testing.T) {
+	s := mountT(t)
+	p := filepath.Join(s.Dir(), "log")
+	mustWrite(t, p, "kept", true)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s.Model.SetReadOnly(true)
+	cases := []struct {
+		name string
+		op   func() error
+	}{
+		{"write to an open file", func() error { _, err := f.WriteString("x"); return err }},
+		{"fsync", f.Sync},
+		{"create", func() error { return os.WriteFile(filepath.Join(s.Dir(), "new"), nil, 0o644) }},
+		{"open for writing", func() error {
+			g, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err == nil {
+				g.Close()
+			}
+			return err
+		}},
+		{"mkdir", func() error { return os.Mkdir(filepath.Join(s.Dir(), "d"), 0o755) }},
+		{"rename", func() error { return os.Rename(p, filepath.Join(s.Dir(), "moved")) }},
+		{"truncate", func() error { return os.Truncate(p, 0) }},
+		{"unlink", func() error { return os.Remove(p) }},
+		{"chmod", func() error { return os.Chmod(p, 0o600) }},
+		{"fallocate", func() error { return syscall.Fallocate(int(f.Fd()), 0, 0, 1<<20) }},
+	}
+	for _, c := range cases {
+		if err := c.op(); !errors.Is(err, syscall.EROFS) {
+			t.Errorf("%s while read-only: %v, want EROFS", c.name, err)
+		}
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "kept" {
+		t.Fatalf("read while read-only: %q, %v; want \"kept\"", b, err)
+	}
+	s.Model.SetReadOnly(false)
+	if _, err := f.WriteString(" more"); err != nil {
+		t.Fatalf("write after SetReadOnly(false): %v", err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("fsync after SetReadOnly(false): %v", err)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "kept more" {
+		t.Fatalf("read after SetReadOnly(false): %q, %v; want \"kept more\"", b, err)
 	}
 }

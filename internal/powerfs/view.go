@@ -122,6 +122,9 @@ func (m *Model) Released(ino uint64) {
 func (m *Model) SetMode(ino uint64, mode uint32) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.readOnly {
+		return syscall.EROFS
+	}
 	n, err := m.get(ino)
 	if err != nil {
 		return err

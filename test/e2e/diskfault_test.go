@@ -17,6 +17,7 @@ import (
 	"github.com/edgegw/edgegw/internal/loopfs"
 	"github.com/edgegw/edgegw/internal/mosquittotest"
 	"github.com/edgegw/edgegw/internal/netproxy"
+	"github.com/edgegw/edgegw/internal/powerfs"
 	"github.com/edgegw/edgegw/internal/testenv"
 )
 
@@ -235,5 +236,30 @@ func TestDiskFull(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
+	})
+}
+
+// TestReadOnlyDisk: data_dir on a powerfs mount that starts refusing every
+// change with EROFS under the running gateway (as a file system the
+// kernel remounted read-only after an error), then accepts them again.
+func TestReadOnlyDisk(t *testing.T) {
+	testenv.Root(t, "a FUSE mount (powerfs) to make read-only")
+	if err := powerfs.Available(); err != nil {
+		t.Fatalf("powerfs: %v", err)
+	}
+	srv, err := powerfs.Mount(powerfs.NewModel(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // after the gateway's own cleanup has killed it
+		srv.Model.SetReadOnly(false)
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	})
+	runStorageFault(t, srv.Dir(), storageFault{
+		cause: "read-only file system",
+		brk:   func() { srv.Model.SetReadOnly(true) },
+		heal:  func() { srv.Model.SetReadOnly(false) },
 	})
 }
