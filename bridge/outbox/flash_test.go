@@ -106,8 +106,9 @@ func TestCommitInterval(t *testing.T) {
 	}
 }
 
-// TestCommitIntervalHalfFullQueue: a queue that reaches half of its 1 MiB
-// is committed at once, not after the interval.
+// TestCommitIntervalHalfFullQueue: a queue that reaches commitEarlyBytes
+// (or half of its 1 MiB limit, if that is less) is committed at once, not
+// after the interval.
 func TestCommitIntervalHalfFullQueue(t *testing.T) {
 	o := openT(t, Options{Dir: t.TempDir(), CommitInterval: time.Hour})
 	m := Message{Topic: "t", QoS: 1, Payload: make([]byte, 1<<10)}
@@ -124,8 +125,9 @@ func TestCommitIntervalHalfFullQueue(t *testing.T) {
 		defer o.mu.Unlock()
 		return len(o.qbuf)
 	}
+	early := o.commitEarly()
 	n := 1
-	for queued()+2*recordSize(&m) < o.pendingLimit/2 { // stay just under half
+	for queued()+2*recordSize(&m) < early { // stay just under the threshold
 		if err := o.AppendAsync(context.Background(), m, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -133,15 +135,15 @@ func TestCommitIntervalHalfFullQueue(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // no event to await: asserting an absence
 	if d := durable(); d != 1 {
-		t.Fatalf("durable up to %d before the queue was half full, want 1", d)
+		t.Fatalf("durable up to %d before the queue reached %d bytes, want 1", d, early)
 	}
-	for queued() > 0 && queued() < o.pendingLimit/2 {
+	for queued() > 0 && queued() < early {
 		if err := o.AppendAsync(context.Background(), m, nil); err != nil {
 			t.Fatal(err)
 		}
 		n++
 	}
-	waitFor(t, 10*time.Second, "the half-full commit", func() bool { return durable() == uint64(n) })
+	waitFor(t, 10*time.Second, fmt.Sprintf("the early commit (n=%d)", n), func() bool { return durable() == uint64(n) })
 }
 
 // TestAckLogSyncedWhileAcksChange: acknowledgements reach stable storage
