@@ -115,6 +115,7 @@ type Broker struct {
 	log   *slog.Logger
 	route *mqtt.Client // inline client that re-injects held-back messages for local routing
 	down  *mqtt.Client // inline client for messages from upstream: never intercepted
+	own   *mqtt.Client // inline client for the gateway's own messages, after Publish handed them to the interceptor
 
 	acks  *acker
 	lim   *limits
@@ -145,6 +146,7 @@ func New(o Options) (*Broker, error) {
 	b := &Broker{srv: srv, opts: o, log: rlog, lim: lim, addrs: map[string]net.Addr{}}
 	b.route = newInlineClient(srv, "edgegw-route")
 	b.down = newInlineClient(srv, "edgegw-bridge-in")
+	b.own = newInlineClient(srv, "edgegw-own")
 	if err := srv.AddHook(&interceptHook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -239,10 +241,31 @@ func (b *Broker) Close() error {
 	return err
 }
 
-// Publish publishes one of the gateway's own messages. The interceptor sees
-// it like any other local message.
+// Publish publishes one of the gateway's own messages: to the interceptor
+// first (when it wants the topic), then to local subscribers. It returns
+// the interceptor's refusal when the message could not be kept at all (a
+// failing disk: the outbox refuses at once), so that the caller does not
+// count it as published; the message then goes nowhere, not even to local
+// subscribers, exactly as a refused local client's PUBLISH. A refusal that
+// comes later, from the outbox's committer, is counted there (dropped, with
+// its reason).
 func (b *Broker) Publish(m Message) error {
-	return b.srv.Publish(m.Topic, m.Payload, m.Retain, m.QoS)
+	if box := b.icept.Load(); box != nil && box.Wants(m.Topic) {
+		var (
+			returned atomic.Bool
+			refused  atomic.Pointer[error]
+		)
+		box.Accept(m, func(err error) {
+			if err != nil && !returned.Load() {
+				refused.Store(&err)
+			}
+		})
+		returned.Store(true)
+		if err := refused.Load(); err != nil {
+			return *err
+		}
+	}
+	return injectPublish(b.srv, b.own, m)
 }
 
 // Deliver publishes a message that came down from upstream to local
@@ -326,7 +349,7 @@ func (h *interceptHook) Provides(b byte) bool { return b == mqtt.OnPublish }
 
 func (h *interceptHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	b := h.b
-	if cl == b.route || cl == b.down {
+	if cl == b.route || cl == b.down || cl == b.own {
 		return pk, nil
 	}
 	box := b.icept.Load()

@@ -152,12 +152,17 @@ qos = 1
 		t.Errorf("edgegw_outbox_storage_failing = %v while the storage fails, want 1", v)
 	}
 	// Device readings go on and are refused: counted as dropped for
-	// storage, visibly rising.
+	// storage, visibly rising, and never as published.
+	const readings = `edgegw_device_readings_total{device="sim1",type="sim"}`
+	r0 := metric(t, httpAddr, readings)
 	d0 := metric(t, httpAddr, `edgegw_outbox_dropped_total{reason="storage"}`)
 	if !awaitCond(10*time.Second, func() bool {
 		return metric(t, httpAddr, `edgegw_outbox_dropped_total{reason="storage"}`) >= d0+5
 	}) {
 		t.Errorf("edgegw_outbox_dropped_total{reason=\"storage\"} did not rise by 5 within 10s from %v while the device publishes", d0)
+	}
+	if r1 := metric(t, httpAddr, readings); r1 != r0 {
+		t.Errorf("%s rose from %v to %v while every reading was refused: a refused reading counted as published", readings, r0, r1)
 	}
 	// A local publisher is not acknowledged.
 	if got := publish("pub-during", 3, 2*time.Second); got != 0 {
