@@ -3,15 +3,12 @@ package outbox
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -107,51 +104,22 @@ type killReport struct {
 // runKilledChild starts a writer child and SIGKILLs it after delay.
 func runKilledChild(t *testing.T, kind, dir, fsync string, round int, delay time.Duration) killReport {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "OUTBOX_CHILD="+kind, "OUTBOX_DIR="+dir, "OUTBOX_ROUND="+strconv.Itoa(round), "OUTBOX_FSYNC="+fsync)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killer := time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
-	defer killer.Stop()
-	// A backstop so a hung child cannot hang the test.
-	backstop := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
-	defer backstop.Stop()
 	rep := killReport{appended: map[uint64]int{}, released: map[uint64]bool{}}
-	br := bufio.NewReader(out)
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				t.Fatal(err)
-			}
-			break // a partial last line (no newline) is not a report
-		}
-		f := strings.Fields(line)
+	env := []string{"OUTBOX_CHILD=" + kind, "OUTBOX_DIR=" + dir, "OUTBOX_ROUND=" + strconv.Itoa(round), "OUTBOX_FSYNC=" + fsync}
+	runChildKilled(t, round, delay, env, func(f []string) bool {
 		switch {
 		case len(f) == 3 && f[0] == "A":
-			seq, _ := strconv.ParseUint(f[1], 10, 64)
-			i, _ := strconv.Atoi(f[2])
+			seq, i := parseChildSeq(f, true)
 			rep.appended[seq] = i
 			rep.maxSeq = max(rep.maxSeq, seq)
 		case len(f) == 2 && f[0] == "R":
-			seq, _ := strconv.ParseUint(f[1], 10, 64)
+			seq, _ := parseChildSeq(f, false)
 			rep.released[seq] = true
 		default:
-			t.Fatalf("round %d: bad child line %q", round, line)
+			return false
 		}
-	}
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("round %d: child did not die by SIGKILL: %v\n%s", round, err, stderr.String())
-	}
+		return true
+	})
 	return rep
 }
 
@@ -180,8 +148,7 @@ func testKill9(t *testing.T, kind, fsync string, rounds int, maxDelay time.Durat
 		}
 		n := o.Stats().Messages
 		got := map[uint64]Message{}
-		var last uint64
-		lastRound, lastI := -1, -1
+		ord := newKillOrder()
 		for k := uint64(0); k < n; k++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			m, err := o.Next(ctx)
@@ -192,18 +159,7 @@ func testKill9(t *testing.T, kind, fsync string, rounds int, maxDelay time.Durat
 				t.Fatalf("round %d: Next after %d of %d messages: %v (floor %d, acked %v, cursor %d, written %d, durable %d, segs %+v)",
 					round, k, n, err, o.floor, o.acked.spans(), o.cursor, o.writtenNext, o.durableNext, o.segs)
 			}
-			if m.Seq <= last {
-				t.Fatalf("round %d: seq %d after %d", round, m.Seq, last)
-			}
-			last = m.Seq
-			var r, i int
-			if _, err := fmt.Sscanf(string(m.Payload), "round=%d i=%d", &r, &i); err != nil || string(m.Payload) != string(killPayload(r, i)) {
-				t.Fatalf("round %d: seq %d has a damaged payload %q", round, m.Seq, m.Payload)
-			}
-			if r < lastRound || (r == lastRound && i <= lastI) {
-				t.Fatalf("round %d: seq %d (round %d i %d) reordered after round %d i %d", round, m.Seq, r, i, lastRound, lastI)
-			}
-			lastRound, lastI = r, i
+			ord.check(t, round, m)
 			got[m.Seq] = m
 		}
 		for seq, i := range rep.appended {
@@ -227,9 +183,9 @@ func testKill9(t *testing.T, kind, fsync string, rounds int, maxDelay time.Durat
 		prevMax = max(prevMax, rep.maxSeq)
 		// Acknowledge a random part, oldest first, so the log keeps turning
 		// over (segment deletion and ack-log compaction get killed too).
-		ackTo := last
+		ackTo := ord.last
 		if n > 0 && rng.IntN(4) == 0 {
-			ackTo = last - uint64(rng.IntN(int(n)))
+			ackTo = ord.last - uint64(rng.IntN(int(n)))
 		}
 		for seq := range got {
 			if seq <= ackTo {

@@ -5,14 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -123,8 +119,7 @@ func TestKill9MemoryWindow(t *testing.T) {
 			t.Fatalf("round %d: reopen after kill -9: %v", round, err)
 		}
 		got := map[uint64]Message{}
-		var last uint64
-		lastRound, lastI := -1, -1
+		ord := newKillOrder()
 		for {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel() // everything on disk is durable after Open: no waiting
@@ -135,18 +130,7 @@ func TestKill9MemoryWindow(t *testing.T) {
 			if err != nil {
 				t.Fatalf("round %d: Next: %v", round, err)
 			}
-			if m.Seq <= last {
-				t.Fatalf("round %d: seq %d after %d", round, m.Seq, last)
-			}
-			last = m.Seq
-			var r, i int
-			if _, err := fmt.Sscanf(string(m.Payload), "round=%d i=%d", &r, &i); err != nil || string(m.Payload) != string(killPayload(r, i)) {
-				t.Fatalf("round %d: seq %d has a damaged payload %q", round, m.Seq, m.Payload)
-			}
-			if r < lastRound || (r == lastRound && i <= lastI) {
-				t.Fatalf("round %d: seq %d (round %d i %d) reordered after round %d i %d", round, m.Seq, r, i, lastRound, lastI)
-			}
-			lastRound, lastI = r, i
+			ord.check(t, round, m)
 			got[m.Seq] = m
 		}
 		for seq, i := range appended {
@@ -167,7 +151,7 @@ func TestKill9MemoryWindow(t *testing.T) {
 			}
 			fromUpstream++
 		}
-		prevDiskMax = max(prevDiskMax, last)
+		prevDiskMax = max(prevDiskMax, ord.last)
 		for seq := range got {
 			if rng.IntN(4) != 0 {
 				if err := o.Ack(seq); err != nil {
@@ -189,48 +173,20 @@ func TestKill9MemoryWindow(t *testing.T) {
 // returns the completed seqs (seq -> i) and the seqs acknowledged upstream.
 func runMemoryChild(t *testing.T, dir string, round int, delay time.Duration) (map[uint64]int, map[uint64]bool) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "OUTBOX_CHILD=memory", "OUTBOX_DIR="+dir, "OUTBOX_ROUND="+strconv.Itoa(round))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killer := time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
-	defer killer.Stop()
-	backstop := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
-	defer backstop.Stop()
 	appended, upstream := map[uint64]int{}, map[uint64]bool{}
-	br := bufio.NewReader(out)
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				t.Fatal(err)
-			}
-			break
-		}
-		f := strings.Fields(line)
+	env := []string{"OUTBOX_CHILD=memory", "OUTBOX_DIR=" + dir, "OUTBOX_ROUND=" + strconv.Itoa(round)}
+	runChildKilled(t, round, delay, env, func(f []string) bool {
 		switch {
 		case len(f) == 3 && f[0] == "A":
-			seq, _ := strconv.ParseUint(f[1], 10, 64)
-			i, _ := strconv.Atoi(f[2])
+			seq, i := parseChildSeq(f, true)
 			appended[seq] = i
 		case len(f) == 2 && f[0] == "U":
-			seq, _ := strconv.ParseUint(f[1], 10, 64)
+			seq, _ := parseChildSeq(f, false)
 			upstream[seq] = true
 		default:
-			t.Fatalf("round %d: bad child line %q", round, line)
+			return false
 		}
-	}
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("round %d: child did not die by SIGKILL: %v\n%s", round, err, stderr.String())
-	}
+		return true
+	})
 	return appended, upstream
 }
