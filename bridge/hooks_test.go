@@ -1,13 +1,8 @@
 package bridge
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"io"
-	"net"
 	"testing"
-	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -24,20 +19,14 @@ func TestWillAndOnConnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ob.Close()
+	t.Cleanup(func() { ob.Close() }) // after the bridge stops (cleanups run last first)
 	ctx := context.Background()
 	if _, err := ob.Append(ctx, outbox.Message{Topic: "r/backlog", QoS: 1, Payload: []byte("stored")}); err != nil {
 		t.Fatal(err)
 	}
-	server, client := net.Pipe()
-	defer server.Close()
 	hookErr := make(chan error, 1)
-	b := New(Options{
-		Endpoints: []Endpoint{{Addr: "pipe"}},
-		ClientID:  "t",
-		Outbox:    ob,
-		Dial:      func(context.Context, string) (net.Conn, error) { return client, nil },
-		Keepalive: 30 * time.Second,
+	conns := make(chan *pipeUpstream, 1)
+	cancel, done := startPipeBridge(t, ob, conns, Options{
 		Will: func() *Will {
 			return &Will{Topic: "gw/status", Payload: []byte("offline"), QoS: 1, Retain: true}
 		},
@@ -45,51 +34,13 @@ func TestWillAndOnConnect(t *testing.T) {
 			hookErr <- pub("gw/status", []byte("online"), 1, true)
 		},
 	})
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = b.Run(rctx) }()
-	defer func() { cancel(); server.Close(); <-done }()
-
-	_ = server.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(server)
-	hb, err := br.ReadByte()
-	if err != nil || hb>>4 != packets.Connect {
-		t.Fatalf("want CONNECT, got header 0x%02x (%v)", hb, err)
-	}
-	n, _, err := packets.DecodeLength(br)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(br, body); err != nil {
-		t.Fatal(err)
-	}
-	var connect packets.Packet
-	connect.FixedHeader.Decode(hb)
-	if err := connect.ConnectDecode(body); err != nil {
-		t.Fatal(err)
-	}
+	u := <-conns
+	connect := u.connect()
 	cp := connect.Connect
 	if !cp.WillFlag || cp.WillTopic != "gw/status" || string(cp.WillPayload) != "offline" || cp.WillQos != 1 || !cp.WillRetain {
 		t.Fatalf("CONNECT will: flag %v topic %q payload %q qos %d retain %v", cp.WillFlag, cp.WillTopic, cp.WillPayload, cp.WillQos, cp.WillRetain)
 	}
-	write := func(pk packets.Packet) {
-		t.Helper()
-		pk.ProtocolVersion = 4
-		var buf bytes.Buffer
-		switch pk.FixedHeader.Type {
-		case packets.Connack:
-			err = pk.ConnackEncode(&buf)
-		case packets.Puback:
-			err = pk.PubackEncode(&buf)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := server.Write(buf.Bytes()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	br, write := u.br, u.write
 	write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}})
 
 	first := readPublish(t, br)

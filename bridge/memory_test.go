@@ -1,11 +1,8 @@
 package bridge
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -14,84 +11,6 @@ import (
 
 	"github.com/edgegw/edgegw/bridge/outbox"
 )
-
-// pipeUpstream is a scripted upstream broker on the far end of net.Pipe.
-type pipeUpstream struct {
-	t      *testing.T
-	server net.Conn
-	br     *bufio.Reader
-}
-
-// startPipeBridge runs a bridge on ob against a scripted upstream and
-// answers its CONNECT. Each Dial gets a fresh pipe, sent on conns.
-func startPipeBridge(t *testing.T, ob *outbox.Outbox, conns chan<- *pipeUpstream) {
-	t.Helper()
-	var mu sync.Mutex
-	var servers []net.Conn
-	b := New(Options{
-		Endpoints: []Endpoint{{Addr: "pipe"}},
-		ClientID:  "t",
-		Outbox:    ob,
-		Keepalive: 30 * time.Second,
-		Dial: func(context.Context, string) (net.Conn, error) {
-			server, client := net.Pipe()
-			u := &pipeUpstream{t: t, server: server, br: bufio.NewReader(server)}
-			mu.Lock()
-			servers = append(servers, server)
-			mu.Unlock()
-			conns <- u
-			return client, nil
-		},
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = b.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		mu.Lock()
-		for _, s := range servers {
-			s.Close() // a DISCONNECT nobody reads must not wait for its write deadline
-		}
-		mu.Unlock()
-		<-done
-	})
-}
-
-func (u *pipeUpstream) connack() {
-	u.t.Helper()
-	_ = u.server.SetDeadline(time.Now().Add(10 * time.Second))
-	hb, err := u.br.ReadByte()
-	if err != nil || hb>>4 != packets.Connect {
-		u.t.Fatalf("want CONNECT, got header 0x%02x (%v)", hb, err)
-	}
-	n, _, err := packets.DecodeLength(u.br)
-	if err != nil {
-		u.t.Fatal(err)
-	}
-	if _, err := u.br.Discard(n); err != nil {
-		u.t.Fatal(err)
-	}
-	u.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, SessionPresent: true})
-}
-
-func (u *pipeUpstream) write(pk packets.Packet) {
-	u.t.Helper()
-	pk.ProtocolVersion = 4
-	var buf bytes.Buffer
-	var err error
-	switch pk.FixedHeader.Type {
-	case packets.Connack:
-		err = pk.ConnackEncode(&buf)
-	case packets.Puback:
-		err = pk.PubackEncode(&buf)
-	}
-	if err != nil {
-		u.t.Fatal(err)
-	}
-	if _, err := u.server.Write(buf.Bytes()); err != nil {
-		u.t.Fatal(err)
-	}
-}
 
 // TestSessionMemoryFirst: while the session is up a QoS 1 message is
 // acknowledged locally when its upstream PUBACK comes and nothing is
@@ -111,7 +30,7 @@ func TestSessionMemoryFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	conns := make(chan *pipeUpstream, 2)
-	startPipeBridge(t, ob, conns)
+	startPipeBridge(t, ob, conns, Options{})
 	u := <-conns
 	u.connack()
 	probe := readPublish(t, u.br)
