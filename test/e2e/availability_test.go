@@ -16,33 +16,9 @@ import (
 // availabilityConfig is a gateway with availability on, one RDM6300 on
 // port, mutual TLS upstream with the given keepalive.
 func availabilityConfig(t testing.TB, f certsFiles, dataDir, brokerListen, upstreamAddr, keepalive, port, extra string) string {
-	gw := clientPair(t, f, "gw-01")
-	return fmt.Sprintf(`
-[gateway]
-id = "gw-01"
-data_dir = %q
-http_listen = ""
-
-[broker]
-listen = %q
-
-[upstream]
-address = "mqtts://%s"
-keepalive = %q
+	return gwConfig(t, f, dataDir, brokerListen, upstreamAddr, fmt.Sprintf(`keepalive = %q
 backoff_min = "10ms"
-backoff_max = "200ms"
-
-[upstream.tls]
-cafile = %q
-certfile = %q
-keyfile = %q
-
-[[upstream.topic]]
-pattern = "readings/#"
-direction = "out"
-qos = 1
-remote_prefix = "sites/s1/gw-01/"
-
+backoff_max = "200ms"`, keepalive), topicRule("readings/#", "out", 1)+fmt.Sprintf(`
 [availability]
 enabled = true
 
@@ -51,7 +27,7 @@ name = "door"
 type = "rdm6300"
 port = %q
 %s
-`, dataDir, brokerListen, upstreamAddr, keepalive, f.CA.Cert, gw.Cert, gw.Key, port, extra)
+`, port, extra))
 }
 
 // waitPayload waits for a message on topic with payload want among those

@@ -30,39 +30,14 @@ func TestCommandFromUpstreamDrivesRelay(t *testing.T) {
 
 	f := pki(t)
 	up := upstream(t, f)
-	gwPair := clientPair(t, f, "gw-01")
-	cfg := fmt.Sprintf(`
-[gateway]
-id = "gw-01"
-data_dir = %q
-http_listen = ""
-[broker]
-listen = "127.0.0.1:0"
-[upstream]
-address = "mqtts://%s"
-backoff_max = "500ms"
-[upstream.tls]
-cafile = %q
-certfile = %q
-keyfile = %q
-[[upstream.topic]]
-pattern = "relays/+/set"
-direction = "in"
-qos = 1
-remote_prefix = "sites/s1/gw-01/"
-[[upstream.topic]]
-pattern = "relays/#"
-direction = "out"
-qos = 1
-remote_prefix = "sites/s1/gw-01/"
-[[device]]
+	cfg := gwConfig(t, f, t.TempDir(), "127.0.0.1:0", up.Addr(), `backoff_max = "500ms"`, topicRule("relays/+/set", "in", 1)+topicRule("relays/#", "out", 1)+`[[device]]
 name = "relay"
 type = "gpio_out"
 topic = "relays/door"
 pin = "E2E_RELAY"
 initial = "off"
 safe_state = "off"
-`, t.TempDir(), up.Addr(), f.CA.Cert, gwPair.Cert, gwPair.Key)
+`)
 
 	sub := subscribe(t, f, up.Addr(), "sites/s1/gw-01/relays/#", 1)
 	gw, _ := runGateway(t, cfg)

@@ -234,3 +234,38 @@ func clientTLS(t testing.TB, f certs.Files, name string) *tls.Config {
 	}
 	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"}
 }
+
+// gwConfig is the head every end-to-end gateway configuration shares:
+// gateway gw-01 on dataDir without HTTP, the embedded broker on
+// brokerListen, upstream at upstreamAddr over mutual TLS as gw-01, with the
+// lines of upstreamExtra (keepalive, backoff…) in [upstream]; rest follows
+// (rules, sections, devices).
+func gwConfig(t testing.TB, f certs.Files, dataDir, brokerListen, upstreamAddr, upstreamExtra, rest string) string {
+	gw := clientPair(t, f, "gw-01")
+	return fmt.Sprintf(`
+[gateway]
+id = "gw-01"
+data_dir = %q
+http_listen = ""
+[broker]
+listen = %q
+[upstream]
+address = "mqtts://%s"
+%s
+[upstream.tls]
+cafile = %q
+certfile = %q
+keyfile = %q
+%s`, dataDir, brokerListen, upstreamAddr, strings.TrimSpace(upstreamExtra), f.CA.Cert, gw.Cert, gw.Key, rest)
+}
+
+// topicRule is an [[upstream.topic]] rule with the remote prefix of gw-01.
+func topicRule(pattern, direction string, qos int) string {
+	return fmt.Sprintf(`
+[[upstream.topic]]
+pattern = %q
+direction = %q
+qos = %d
+remote_prefix = "sites/s1/gw-01/"
+`, pattern, direction, qos)
+}

@@ -311,7 +311,6 @@ func startGateway(t *testing.T, cfgText string) (gw *gateway.Gateway, logs *sync
 }
 
 func haConfig(t *testing.T, f certsFiles, dataDir, upstreamAddr string, withRelay bool) string {
-	gw := clientPair(t, f, "gw-01")
 	relay := ""
 	if withRelay {
 		relay = `
@@ -323,36 +322,7 @@ pin = "E2E_HA_OUT"
 initial = "off"
 `
 	}
-	return fmt.Sprintf(`
-[gateway]
-id = "gw-01"
-data_dir = %q
-http_listen = ""
-[broker]
-listen = "127.0.0.1:0"
-[upstream]
-address = "mqtts://%s"
-backoff_max = "200ms"
-[upstream.tls]
-cafile = %q
-certfile = %q
-keyfile = %q
-[[upstream.topic]]
-pattern = "readings/#"
-direction = "out"
-qos = 1
-remote_prefix = "sites/s1/gw-01/"
-[[upstream.topic]]
-pattern = "relays/+/set"
-direction = "in"
-qos = 1
-remote_prefix = "sites/s1/gw-01/"
-[[upstream.topic]]
-pattern = "relays/#"
-direction = "out"
-qos = 1
-remote_prefix = "sites/s1/gw-01/"
-[homeassistant]
+	return gwConfig(t, f, dataDir, "127.0.0.1:0", upstreamAddr, `backoff_max = "200ms"`, topicRule("readings/#", "out", 1)+topicRule("relays/+/set", "in", 1)+topicRule("relays/#", "out", 1)+fmt.Sprintf(`[homeassistant]
 enabled = true
 upstream = true
 [[device]]
@@ -370,7 +340,7 @@ name = "contact"
 type = "gpio_in"
 pin = "E2E_HA_IN"
 interval = "500ms"
-%s`, dataDir, upstreamAddr, f.CA.Cert, gw.Cert, gw.Key, relay)
+%s`, relay))
 }
 
 // TestHomeAssistantDiscovery is acceptance point 2 of issue 14 with Home

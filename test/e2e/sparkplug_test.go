@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -44,29 +43,9 @@ func TestSparkplugEdgeNode(t *testing.T) {
 	}
 	defer px.Close()
 	sub := subscribe(t, f, up.Addr(), "spBv1.0/#", 1)
-	gwPair := clientPair(t, f, "gw-01")
-	cfg := fmt.Sprintf(`
-[gateway]
-id = "gw-01"
-data_dir = %q
-http_listen = ""
-[broker]
-listen = "127.0.0.1:0"
-[upstream]
-address = "mqtts://%s"
-keepalive = "2s"
+	cfg := gwConfig(t, f, t.TempDir(), "127.0.0.1:0", px.Addr(), `keepalive = "2s"
 backoff_min = "10ms"
-backoff_max = "100ms"
-[upstream.tls]
-cafile = %q
-certfile = %q
-keyfile = %q
-[[upstream.topic]]
-pattern = "readings/#"
-direction = "out"
-qos = 1
-remote_prefix = "sites/s1/gw-01/"
-[sparkplug]
+backoff_max = "100ms"`, topicRule("readings/#", "out", 1)+`[sparkplug]
 enabled = true
 group_id = "plant1"
 [availability]
@@ -82,7 +61,7 @@ type = "gpio_out"
 topic = "relays/relay"
 pin = "E2E_SP_OUT"
 initial = "off"
-`, t.TempDir(), px.Addr(), f.CA.Cert, gwPair.Cert, gwPair.Key)
+`)
 	gw, _, stop := startGateway(t, cfg)
 	const node = "spBv1.0/plant1/"
 	count := func(ms []paho.Message, from int, typ string) int {
@@ -311,31 +290,11 @@ func TestSparkplugHistoricalAcrossKill(t *testing.T) {
 	}
 	defer px.Close()
 	sub := subscribe(t, f, up.Addr(), "spBv1.0/#", 1)
-	gwPair := clientPair(t, f, "gw-01")
 	brokerAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(mosquittotest.FreePort(t)))
 	dataDir := t.TempDir()
-	cfg := fmt.Sprintf(`
-[gateway]
-id = "gw-01"
-data_dir = %q
-http_listen = ""
-[broker]
-listen = %q
-[upstream]
-address = "mqtts://%s"
-keepalive = "2s"
+	cfg := gwConfig(t, f, dataDir, brokerAddr, px.Addr(), `keepalive = "2s"
 backoff_min = "10ms"
-backoff_max = "100ms"
-[upstream.tls]
-cafile = %q
-certfile = %q
-keyfile = %q
-[[upstream.topic]]
-pattern = "readings/#"
-direction = "out"
-qos = 1
-remote_prefix = "sites/s1/gw-01/"
-[sparkplug]
+backoff_max = "100ms"`, topicRule("readings/#", "out", 1)+`[sparkplug]
 enabled = true
 group_id = "plant1"
 [[device]]
@@ -343,7 +302,7 @@ name = "climate"
 type = "sim"
 kind = "sensor"
 interval = "20ms"
-`, dataDir, brokerAddr, px.Addr(), f.CA.Cert, gwPair.Cert, gwPair.Key)
+`)
 	gw := newGwProc(t, cfg, brokerAddr)
 	gw.start()
 	sub.waitFor(t, 20*time.Second, "the first NBIRTH", func(ms []paho.Message) bool {
