@@ -22,35 +22,11 @@ import (
 // cloudConfig is storeConfig speaking MQTT 5 (or protocol), with extra
 // lines in [upstream] and a rule for readings/# at ruleQoS.
 func cloudConfig(t testing.TB, f certs.Files, dataDir, brokerListen, upstreamAddr, protocol string, ruleQoS int, upstreamExtra string) string {
-	gw := clientPair(t, f, "gw-01")
-	return fmt.Sprintf(`
-[gateway]
-id = "gw-01"
-data_dir = %q
-http_listen = ""
-
-[broker]
-listen = %q
-
-[upstream]
-address = "mqtts://%s"
-protocol = %q
+	return gwConfig(t, f, dataDir, brokerListen, upstreamAddr, fmt.Sprintf(`protocol = %q
 keepalive = "2s"
 backoff_min = "50ms"
 backoff_max = "500ms"
-%s
-
-[upstream.tls]
-cafile = %q
-certfile = %q
-keyfile = %q
-
-[[upstream.topic]]
-pattern = "readings/#"
-direction = "out"
-qos = %d
-remote_prefix = %q
-`, dataDir, brokerListen, upstreamAddr, protocol, upstreamExtra, f.CA.Cert, gw.Cert, gw.Key, ruleQoS, remotePrefix)
+%s`, protocol, upstreamExtra), topicRule("readings/#", "out", ruleQoS))
 }
 
 // publishMixed publishes n messages on readings/a at QoS 1 and n on
