@@ -79,11 +79,20 @@ func externalKill9(t *testing.T, qos byte) {
 	waitUntil(t, 20*time.Second, "the gateway on the local broker", func() bool { return connected() >= 1 })
 	pubDone := make(chan error, 1)
 	pub := localPaho(t, local.Addr())
-	probe := fmt.Sprintf("probe-%d", time.Now().UnixNano())
-	if tok := pub.Publish("load/probe", qos, false, probe); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
+	// The gateway's CONNECT shows in the broker's log before its SUBSCRIBE
+	// takes effect, and a probe published in between reaches nobody: send
+	// one every half second until one arrives upstream.
+	probeDeadline := time.Now().Add(20 * time.Second)
+	for i := 0; len(sub.snapshot()) == 0; i++ {
+		if time.Now().After(probeDeadline) {
+			t.Fatalf("no probe arrived upstream within 20s (%d sent): the gateway is not subscribed on the local broker", i)
+		}
+		probe := fmt.Sprintf("probe-%d", time.Now().UnixNano())
+		if tok := pub.Publish("load/probe", qos, false, probe); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		sub.waitUpTo(500*time.Millisecond, func(ms []paho.Message) bool { return len(ms) >= 1 })
 	}
-	sub.waitFor(t, 20*time.Second, "the probe upstream (the gateway is subscribed)", func(ms []paho.Message) bool { return len(ms) >= 1 })
 	go func() {
 		for i := 0; i < n; i++ {
 			tok := pub.Publish("load/x", qos, false, strconv.Itoa(i))

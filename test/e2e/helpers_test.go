@@ -97,6 +97,23 @@ func (r *received) waitFor(t testing.TB, timeout time.Duration, what string, con
 	}
 }
 
+// waitUpTo waits until cond holds for what was received or timeout passes,
+// and reports which.
+func (r *received) waitUpTo(timeout time.Duration, cond func([]paho.Message) bool) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		if cond(r.snapshot()) {
+			return true
+		}
+		select {
+		case <-r.ch:
+		case <-deadline.C:
+			return cond(r.snapshot())
+		}
+	}
+}
+
 // subscribe connects a paho client with the "sub" certificate and
 // subscribes filter at qos.
 func subscribe(t testing.TB, f certs.Files, addr, filter string, qos byte) *received {
