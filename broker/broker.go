@@ -147,6 +147,7 @@ func New(o Options) (*Broker, error) {
 	b.route = newInlineClient(srv, "edgegw-route")
 	b.down = newInlineClient(srv, "edgegw-bridge-in")
 	b.own = newInlineClient(srv, "edgegw-own")
+	openNetworkQueues(srv)
 	if err := srv.AddHook(&interceptHook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}

@@ -63,11 +63,27 @@ var errMochiPacketTooLarge = packets.ErrPacketTooLarge
 // PUBLISH without acknowledging or routing it.
 var errMochiReject = packets.ErrRejectPacket
 
+// sysInterval is how often, in seconds, mochi republishes its $SYS topics
+// (20 retained messages, after a stop-the-world runtime.ReadMemStats):
+// Mosquitto's default sys_interval, rather than mochi's every second, which
+// was most of an idle gateway's CPU and kept its heap growing.
+const sysInterval = 10
+
 // newMochiServer builds the embedded server: in-process clients on, packets
 // over maxPacket refused from their fixed header, logging through h.
+//
+// mochi gives every client, in-process ones too, an outbound queue of
+// Capabilities.MaximumClientWritesPending packet pointers (8,192: 64 KiB),
+// made when the client is; an in-process client never uses it (mochi's
+// publishToClient returns before the queue for a client without a
+// connection). So the server is built with a queue of 0 for its own
+// in-process client, ours are made the same way (newInlineClient), and
+// openNetworkQueues puts mochi's default back before the first network
+// client can connect: 256 KiB less for the four in-process clients.
 func newMochiServer(maxPacket int, h slog.Handler) *mqtt.Server {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(maxPacket)
+	caps.MaximumClientWritesPending = 0
 	return mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Capabilities: caps,
@@ -75,14 +91,23 @@ func newMochiServer(maxPacket int, h slog.Handler) *mqtt.Server {
 		// time rather than mochi's 2 KiB (fewer syscalls per message).
 		ClientNetReadBufferSize:  32 << 10,
 		ClientNetWriteBufferSize: 32 << 10,
+		SysTopicResendInterval:   sysInterval,
 		Logger:                   slog.New(h),
 	})
 }
 
 // newInlineClient returns an in-process client that can inject packets; it
-// bypasses the ACL.
+// bypasses the ACL. It is made before openNetworkQueues (broker.New), so
+// without mochi's unused outbound queue.
 func newInlineClient(srv *mqtt.Server, id string) *mqtt.Client {
 	return srv.NewClient(nil, mqtt.LocalListener, id, true)
+}
+
+// openNetworkQueues gives every client made from now on (the network
+// clients) mochi's default outbound queue: the packets a slow subscriber
+// may have pending before mochi drops what it sends it.
+func openNetworkQueues(srv *mqtt.Server) {
+	srv.Options.Capabilities.MaximumClientWritesPending = mqtt.NewDefaultServerCapabilities().MaximumClientWritesPending
 }
 
 // inject runs pk through mochi's packet handling as if cl had sent it.

@@ -71,27 +71,35 @@ func trimResident() (before, after int, err error) {
 	return before, residentKB(), nil
 }
 
-// residentKB is the process's resident set in KiB (VmRSS), or 0.
+// residentKB is the process's resident set in KiB (VmRSS: the second
+// field of /proc/self/statm, in pages), or 0.
 func residentKB() int {
-	b, err := os.ReadFile("/proc/self/status")
+	f, err := os.Open("/proc/self/statm")
 	if err != nil {
 		return 0
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			return n
-		}
+	defer f.Close()
+	var buf [128]byte
+	n, _ := f.Read(buf[:])
+	fs := strings.Fields(string(buf[:n]))
+	if len(fs) < 2 {
+		return 0
 	}
-	return 0
+	pages, err := strconv.Atoi(fs[1])
+	if err != nil {
+		return 0
+	}
+	return pages * os.Getpagesize() / 1024
 }
 
-// logTrim runs trimResident and logs what it gave back.
-func logTrim(log *slog.Logger) {
+// logTrim runs trimResident, logs what it gave back and returns the
+// resident KiB after it.
+func logTrim(log *slog.Logger) int {
 	before, after, err := trimResident()
 	if err != nil {
 		log.Debug("memory not trimmed", "error", err)
-		return
+		return after
 	}
-	log.Debug("start-up memory given back", "rss_kib_before", before, "rss_kib_after", after)
+	log.Debug("resident memory given back", "rss_kib_before", before, "rss_kib_after", after)
+	return after
 }

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 
 	_ "github.com/edgegw/edgegw/devices/all" // every driver
@@ -138,11 +139,22 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	gw.LogLevel = level
-	gw.Ready = func() { logTrim(log) }
 	defer startPprof(log)()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := gw.Run(ctx); err != nil {
+	// Once ready, give back what start-up left resident, and again each
+	// time the gateway falls idle (idletrim.go).
+	tctx, tstop := context.WithCancel(ctx)
+	var trims sync.WaitGroup
+	gw.Ready = func() {
+		trims.Go(func() {
+			trimWhenIdle(tctx, log, idleTrimEvery, idleTrimBusyCPU, idleTrimGrowKiB, idleTrimMaxGap)
+		})
+	}
+	err = gw.Run(ctx)
+	tstop()
+	trims.Wait()
+	if err != nil {
 		log.Error("edgegw stopped", "error", err)
 		return exitFailure
 	}
