@@ -4,14 +4,16 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"runtime/metrics"
 	"sync"
 	"testing"
 	"time"
 )
 
-// TestIdleTrimPolicy: when an idle gateway trims again. Each step is one
-// check: busy or not, the resident KiB, the seconds since the start; want
-// is whether it trims (and a trim leaves after KiB).
+// TestIdleTrimPolicy: when an idle gateway trims again (here: 1 MiB over
+// the floor, gaps from 1 s to 16 s, 8000 KiB left by the trim at ready).
+// Each step is one check: busy or not, the resident KiB, the seconds since
+// the start; want is whether it trims (and a trim leaves after KiB).
 func TestIdleTrimPolicy(t *testing.T) {
 	type check struct {
 		busy  bool
@@ -20,45 +22,83 @@ func TestIdleTrimPolicy(t *testing.T) {
 		want  bool
 		after int // resident after the trim, when want
 	}
+	// settle is the idle checks after a trim that learn the floor.
+	settle := func(from, kib int) []check {
+		var cs []check
+		for i := range settleChecks {
+			cs = append(cs, check{false, kib, from + i, false, 0})
+		}
+		return cs
+	}
+	cat := func(parts ...[]check) []check {
+		var cs []check
+		for _, p := range parts {
+			cs = append(cs, p...)
+		}
+		return cs
+	}
 	cases := []struct {
 		name   string
 		checks []check
 	}{
-		{"idle and grown by 512 KiB: trimmed at the next check", []check{
-			{false, 8000, 1, false, 0}, {false, 8512, 2, true, 7900},
+		{"idle and 1 MiB over what the trim at ready left: trimmed at once", []check{
+			{false, 8000, 1, false, 0}, {false, 9024, 2, true, 7900},
 		}},
 		{"idle but grown by less: never trimmed", []check{
-			{false, 8511, 1, false, 0}, {false, 8300, 2, false, 0}, {false, 8511, 30, false, 0},
+			{false, 9023, 1, false, 0}, {false, 8300, 2, false, 0}, {false, 9023, 300, false, 0},
 		}},
 		{"busy: never trimmed, however much it grew", []check{
 			{true, 20000, 1, false, 0}, {true, 20000, 2, false, 0}, {true, 20000, 3, false, 0},
 		}},
 		{"busy then idle: trimmed at the first idle check", []check{
-			{true, 12000, 1, false, 0}, {true, 12000, 2, false, 0}, {false, 12000, 3, true, 7800},
+			{true, 12000, 1, false, 0}, {true, 12000, 2, false, 0}, {false, 12000, 3, true, 7000},
 		}},
-		{"idle work that keeps bringing memory back: the gap doubles (1, 2, 4, 8 s)", []check{
-			{false, 9000, 1, true, 8000},
-			{false, 9000, 2, false, 0}, {false, 9000, 3, true, 8000},
-			{false, 9000, 4, false, 0}, {false, 9000, 6, false, 0}, {false, 9000, 7, true, 8000},
-			{false, 9000, 14, false, 0}, {false, 9000, 15, true, 8000},
-		}},
-		{"a busy check in between sets the gap back to one check", []check{
-			{false, 9000, 1, true, 8000}, {false, 9000, 2, false, 0}, {false, 9000, 3, true, 8000},
-			{true, 9000, 4, false, 0}, {false, 9000, 5, true, 8000},
-		}},
-		{"the gap stops doubling at the maximum (8 s here)", []check{
-			{false, 9000, 1, true, 8000}, {false, 9000, 3, true, 8000}, {false, 9000, 7, true, 8000},
-			{false, 9000, 15, true, 8000}, {false, 9000, 22, false, 0}, {false, 9000, 23, true, 8000},
-			{false, 9000, 31, true, 8000},
-		}},
-		{"growth is counted from the last trim, not from the start", []check{
-			{false, 9000, 1, true, 7000}, {false, 7600, 3, true, 7000}, {false, 7400, 10, false, 0},
-		}},
+		{"after a trim, what idle work brings back is the floor: the same growth is not trimmed again", cat(
+			[]check{{false, 12000, 1, true, 6000}},
+			settle(2, 8000), // idle code and heap come back: 8000 is the floor
+			[]check{{false, 8500, 30, false, 0}, {false, 9023, 60, false, 0}, {false, 9024, 61, true, 6000}},
+		)},
+		{"a busy check while settling does not teach the floor", cat(
+			[]check{{false, 12000, 1, true, 6000}, {true, 11000, 2, false, 0}},
+			settle(3, 6500),
+			[]check{{false, 7600, 40, true, 6000}},
+		)},
+		{"idle work that keeps bringing memory back: the gap doubles (2, 4, 8 s after settling)", cat(
+			[]check{{false, 9100, 1, true, 6000}}, settle(2, 6000),
+			[]check{{false, 7100, 14, true, 6000}}, settle(15, 6000), // gap 2 s: 13 s since
+			[]check{{false, 7100, 27, true, 6000}}, settle(28, 6000), // gap 4 s: 13 s since
+			[]check{{false, 7100, 40, true, 6000}}, settle(41, 6000), // gap 8 s: 13 s since
+			[]check{{false, 7100, 53, false, 0}, {false, 7100, 56, true, 6000}}, // gap 16 s
+		)},
+		{"the gap stops doubling at the maximum (16 s here)", cat(
+			[]check{{false, 9100, 1, true, 6000}}, settle(2, 6000),
+			[]check{{false, 7100, 14, true, 6000}}, settle(15, 6000),
+			[]check{{false, 7100, 27, true, 6000}}, settle(28, 6000),
+			[]check{{false, 7100, 40, true, 6000}}, settle(41, 6000),
+			[]check{{false, 7100, 56, true, 6000}}, settle(57, 6000),
+			[]check{{false, 7100, 71, false, 0}, {false, 7100, 72, true, 6000}}, // still 16 s
+		)},
+		{"a busy check sets the gap back to one check (16 s before it: no trim 14 s after the last)", cat(
+			[]check{{false, 9100, 1, true, 6000}}, settle(2, 6000),
+			[]check{{false, 7100, 14, true, 6000}}, settle(15, 6000),
+			[]check{{false, 7100, 27, true, 6000}}, settle(28, 6000),
+			[]check{{false, 7100, 40, true, 6000}}, settle(41, 6000),
+			[]check{{false, 7100, 56, true, 6000}}, settle(57, 6000),
+			[]check{{true, 7100, 69, false, 0}, {false, 7100, 70, true, 6000}},
+		)},
+		{"without a busy check the same moment is too early", cat(
+			[]check{{false, 9100, 1, true, 6000}}, settle(2, 6000),
+			[]check{{false, 7100, 14, true, 6000}}, settle(15, 6000),
+			[]check{{false, 7100, 27, true, 6000}}, settle(28, 6000),
+			[]check{{false, 7100, 40, true, 6000}}, settle(41, 6000),
+			[]check{{false, 7100, 56, true, 6000}}, settle(57, 6000),
+			[]check{{false, 7100, 69, false, 0}, {false, 7100, 70, false, 0}},
+		)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t0 := time.Unix(1000, 0)
-			p := newIdleTrim(time.Second, 8*time.Second, 512, 8000, t0)
+			p := newIdleTrim(time.Second, 16*time.Second, 1024, 8000, t0)
 			for i, ch := range c.checks {
 				now := t0.Add(time.Duration(ch.at) * time.Second)
 				got := p.due(ch.busy, ch.kib, now)
@@ -73,12 +113,21 @@ func TestIdleTrimPolicy(t *testing.T) {
 	}
 }
 
+// gogc is the runtime's current GC target percentage.
+func gogc() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
+}
+
 // garbage is what the loop test leaves for the trim to give back.
 var garbage []byte
 
 // TestTrimWhenIdle: the real loop, in this process, checking every 20 ms.
-// Idle with 32 MiB of freed heap still resident, it gives it back; kept
-// busy (a goroutine spinning), it leaves it; it returns when ctx ends.
+// Idle with 32 MiB of freed heap still resident, it gives it back and the
+// GC target is idleGCPercent; kept busy (a goroutine spinning), it leaves
+// it and the target is GOGC's (Go's 100); it returns when ctx ends, the target put
+// back.
 func TestTrimWhenIdle(t *testing.T) {
 	const every = 20 * time.Millisecond
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -92,6 +141,7 @@ func TestTrimWhenIdle(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			base := gogc() // GOGC, or Go's 100
 			ctx, cancel := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
 			wg.Go(func() { trimWhenIdle(ctx, log, every, every/4, 8<<10, time.Second) })
@@ -125,6 +175,7 @@ func TestTrimWhenIdle(t *testing.T) {
 					break
 				}
 			}
+			gcIdle := gogc()
 			close(stopSpin)
 			cancel()
 			done := make(chan struct{})
@@ -136,6 +187,16 @@ func TestTrimWhenIdle(t *testing.T) {
 			}
 			if fell != c.wantTrim {
 				t.Fatalf("resident %d KiB with 32 MiB freed, %d KiB 50 checks later: given back = %v, want %v", high, residentKB(), fell, c.wantTrim)
+			}
+			want := base
+			if !c.busy && base > idleGCPercent {
+				want = idleGCPercent
+			}
+			if gcIdle != want {
+				t.Errorf("GC target while running = %d, want %d (GOGC %d)", gcIdle, want, base)
+			}
+			if g := gogc(); g != base {
+				t.Errorf("GC target after the loop returned = %d, want %d (put back)", g, base)
 			}
 		})
 	}
