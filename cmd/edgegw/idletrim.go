@@ -99,12 +99,12 @@ func cpuTime() time.Duration {
 }
 
 // idleGCPercent is the GC target while idle. Go's heap goal is never under
-// 4 MB × GOGC/100, so an idle gateway, whose live heap is about 1.3 MB and
-// whose timers allocate some 20 KB a second, let its heap grow by 2.7 MB
-// between collections (the runtime forces one every two minutes). At 25 the
-// floor is 1 MB and the goal 1.25 × the live heap: a small collection every
-// 20 s or so. A busy check puts the previous setting back (GOGC, or Go's
-// 100), so it costs nothing per message; an operator's GOGC under 25, or
+// 4 MB × GOGC/100, so at 100 an idle gateway, whose live heap is under
+// 1 MB after a collection and whose timers keep allocating (measured: its
+// heap mapping grew 20 KB a second), let its heap grow by some 3 MB before
+// the next (the runtime forces one every two minutes). At 25 the floor is
+// 1 MB. A busy check puts the previous setting back (GOGC, or Go's 100),
+// so it costs nothing per message; an operator's GOGC of 25 or under, or
 // off, is left alone.
 const idleGCPercent = 25
 
