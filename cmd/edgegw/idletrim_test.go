@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime/metrics"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -148,15 +149,11 @@ func TestTrimWhenIdle(t *testing.T) {
 			// Let the trim at start-up happen, then make 32 MiB resident
 			// and free it: the runtime keeps the pages for a while.
 			time.Sleep(3 * every)
-			stopSpin := make(chan struct{})
+			var stopSpin atomic.Bool
 			if c.busy {
+				// Busy: a goroutine burning CPU until told to stop.
 				wg.Go(func() {
-					for {
-						select {
-						case <-stopSpin:
-							return
-						default:
-						}
+					for !stopSpin.Load() {
 					}
 				})
 			}
@@ -176,7 +173,7 @@ func TestTrimWhenIdle(t *testing.T) {
 				}
 			}
 			gcIdle := gogc()
-			close(stopSpin)
+			stopSpin.Store(true)
 			cancel()
 			done := make(chan struct{})
 			go func() { wg.Wait(); close(done) }()
