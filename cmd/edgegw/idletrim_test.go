@@ -4,6 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
@@ -197,4 +200,40 @@ func TestTrimWhenIdle(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIsPIE reads the ELF type of this test binary built both ways.
+func TestIsPIE(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pie, err := isPIE(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, mode := range []string{"exe", "pie"} {
+		out := filepath.Join(dir, mode)
+		src := filepath.Join(dir, "main.go")
+		if err := os.WriteFile(src, []byte("package main\nfunc main() {}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("go", "build", "-buildmode="+mode, "-o", out, src)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build -buildmode=%s: %v\n%s", mode, err, b)
+		}
+		got, err := isPIE(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != (mode == "pie") {
+			t.Errorf("-buildmode=%s: isPIE = %v", mode, got)
+		}
+	}
+	if _, err := isPIE(filepath.Join(dir, "main.go")); err == nil {
+		t.Error("a Go source file is taken for an ELF file")
+	}
+	t.Logf("this test binary: PIE %v", pie)
 }
