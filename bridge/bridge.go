@@ -188,6 +188,11 @@ type Bridge struct {
 	qos2Downgraded    atomic.Bool
 	backlogged        atomic.Bool         // live first applies (a backlog drains)
 	liveC             chan outbox.Message // live-first hand-over to the sender
+	// direct: messages are sent from the goroutine that appends them when
+	// the sender waits (direct.go); cur is the session they go to.
+	direct     bool
+	cur        atomic.Pointer[conn]
+	directSent atomic.Uint64 // messages sent by direct sends (tests)
 
 	mu       sync.Mutex
 	lastErr  string
@@ -228,6 +233,12 @@ func New(o Options) *Bridge {
 	if o.Outbox != nil {
 		// What an earlier run stored may have gone up before it ended.
 		b.maxSent = o.Outbox.FirstSeqThisRun() - 1
+		// Live first and a replay rate decide what the sender sends next
+		// and when; then every message goes through it.
+		if !o.LiveFirst && o.ReplayRate == 0 {
+			b.direct = true
+			o.Outbox.SetPushHook(b.kick)
+		}
 	}
 	return b
 }

@@ -15,6 +15,8 @@ type deadlines struct {
 	nc    net.Conn
 	mu    sync.Mutex
 	limit time.Time // zero: no limit
+	// The deadlines last applied (zero: none, or unknown).
+	read, write time.Time
 }
 
 // capped returns t, or the limit when t is later (or none).
@@ -29,21 +31,43 @@ func (d *deadlines) capped(t time.Time) time.Time {
 func (d *deadlines) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_ = d.nc.SetDeadline(d.capped(t))
+	t = d.capped(t)
+	d.read, d.write = t, t
+	_ = d.nc.SetDeadline(t)
 }
 
-// setWrite sets the write deadline to t, within the limit.
-func (d *deadlines) setWrite(t time.Time) {
+// setWriteLazy sets the write deadline to t, within the limit, unless the
+// one in force is at most slack earlier than t: moving a deadline costs a
+// runtime timer update, and the flush of every message moved it by
+// microseconds.
+func (d *deadlines) setWriteLazy(t time.Time, slack time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_ = d.nc.SetWriteDeadline(d.capped(t))
+	t = d.capped(t)
+	if fresh(d.write, t, slack) {
+		return
+	}
+	d.write = t
+	_ = d.nc.SetWriteDeadline(t)
 }
 
-// setRead sets the read deadline to t, within the limit.
-func (d *deadlines) setRead(t time.Time) {
+// setReadLazy sets the read deadline to t, within the limit, unless the one
+// in force is at most slack earlier than t (see setWriteLazy).
+func (d *deadlines) setReadLazy(t time.Time, slack time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_ = d.nc.SetReadDeadline(d.capped(t))
+	t = d.capped(t)
+	if fresh(d.read, t, slack) {
+		return
+	}
+	d.read = t
+	_ = d.nc.SetReadDeadline(t)
+}
+
+// fresh reports whether the deadline cur in force may stand for t: it is
+// set, not later than t and at most slack earlier.
+func fresh(cur, t time.Time, slack time.Duration) bool {
+	return !cur.IsZero() && !t.IsZero() && !cur.After(t) && t.Sub(cur) <= slack
 }
 
 // limitTo makes t the latest deadline from now on and applies it.
@@ -51,5 +75,6 @@ func (d *deadlines) limitTo(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.limit = t
+	d.read, d.write = t, t
 	_ = d.nc.SetDeadline(t)
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -103,10 +104,11 @@ func (b *Bridge) explain(err error, addr string, connected bool) string {
 
 // conn is one live upstream connection.
 type conn struct {
-	b   *Bridge
-	nc  net.Conn
-	br  *bufio.Reader
-	ver byte
+	b    *Bridge
+	nc   net.Conn
+	sock bool // nc is (TLS over) a kernel socket: direct sends write at once
+	br   *bufio.Reader
+	ver  byte
 
 	wmu     sync.Mutex
 	bw      *bufio.Writer
@@ -117,8 +119,17 @@ type conn struct {
 
 	imu      sync.Mutex
 	inflight map[uint16]outbox.Message // packet id -> message
+	inBytes  int                       // topic and payload bytes of the messages in inflight
 	slots    chan struct{}             // window: one token per message in flight
 	lim      serverLimits
+
+	// smu is held from taking a message off the outbox to writing it into
+	// bw, by the sender and by direct sends (direct.go), so the wire has
+	// the outbox's order. Lock order: smu, then wmu, then the outbox's.
+	smu      sync.Mutex
+	ended    bool        // under smu: the session is over; direct sends stop
+	kickWant atomic.Bool // a direct send is asked for (direct.go)
+	cancel   context.CancelCauseFunc
 
 	// relC hands PUBREL packet ids from the outbox committer (MarkReleased
 	// callbacks) to the releaser, which writes them: the committer must
@@ -146,13 +157,13 @@ type conn struct {
 
 // session runs one connection until it ends.
 func (b *Bridge) session(ctx context.Context, ep Endpoint) sessionEnd {
-	nc, err := b.dial(ctx, ep)
+	nc, sock, err := b.dial(ctx, ep)
 	if err != nil {
 		return sessionEnd{err: err}
 	}
 	defer nc.Close()
 	c := &conn{
-		b: b, nc: nc, br: bufio.NewReaderSize(nc, 32<<10), ver: b.o.Version,
+		b: b, nc: nc, sock: sock, br: bufio.NewReaderSize(nc, 32<<10), ver: b.o.Version,
 		bw: bufio.NewWriterSize(nc, 32<<10), flushC: make(chan struct{}, 1),
 		inflight: map[uint16]outbox.Message{},
 		subacked: make(chan struct{}), pendRel: map[uint16]bool{},
@@ -179,6 +190,7 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) sessionEnd {
 
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	c.cancel = cancel
 	var wg sync.WaitGroup
 	run := func(f func(context.Context) error) {
 		wg.Add(1)
@@ -209,6 +221,9 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) sessionEnd {
 		if backlogReader := c.startLive(st.Messages); backlogReader != nil {
 			run(backlogReader)
 		}
+		if b.direct {
+			b.cur.Store(c)
+		}
 		run(c.sender)
 		if b.o.QoS0 != nil {
 			run(c.sendQoS0)
@@ -219,6 +234,12 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) sessionEnd {
 	// new messages go to disk until the next session is up.
 	b.o.Outbox.SetLinkUp(false)
 	wg.Wait()
+	// No direct send of this session takes a message from now on (the
+	// next session's Rewind comes after this).
+	c.smu.Lock()
+	c.ended = true
+	c.smu.Unlock()
+	b.cur.CompareAndSwap(c, nil)
 	end := sessionEnd{connected: true, up: time.Since(upAt), sent: c.sentAny.Load(), acked: c.ackedAny.Load()}
 	cause := context.Cause(sctx)
 	if errors.Is(cause, context.Canceled) && ctx.Err() != nil {
@@ -230,11 +251,12 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) sessionEnd {
 	return end
 }
 
-func (b *Bridge) dial(ctx context.Context, ep Endpoint) (net.Conn, error) {
+// dial connects to ep; sock reports that the connection is a kernel
+// socket (it implements syscall.Conn), whose buffer takes a small write
+// without waiting for the peer (direct.go).
+func (b *Bridge) dial(ctx context.Context, ep Endpoint) (nc net.Conn, sock bool, err error) {
 	dctx, cancel := context.WithTimeout(ctx, b.o.ConnectTimeout)
 	defer cancel()
-	var nc net.Conn
-	var err error
 	if b.o.Dial != nil {
 		nc, err = b.o.Dial(dctx, ep.Addr)
 	} else {
@@ -242,22 +264,23 @@ func (b *Bridge) dial(ctx context.Context, ep Endpoint) (net.Conn, error) {
 		nc, err = d.DialContext(dctx, "tcp", ep.Addr)
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
+	_, sock = nc.(syscall.Conn)
 	if !ep.TLS {
-		return nc, nil
+		return nc, sock, nil
 	}
 	if b.o.TLS == nil {
 		nc.Close()
-		return nil, errors.New("bridge: a TLS endpoint but no TLS configuration")
+		return nil, false, errors.New("bridge: a TLS endpoint but no TLS configuration")
 	}
 	tc, err := b.o.TLS()
 	if err != nil {
 		nc.Close()
-		return nil, err
+		return nil, false, err
 	}
 	if tc.ServerName == "" {
 		host, _, _ := net.SplitHostPort(ep.Addr)
@@ -267,9 +290,9 @@ func (b *Bridge) dial(ctx context.Context, ep Endpoint) (net.Conn, error) {
 	tlsConn := tls.Client(nc, tc)
 	if err := tlsConn.HandshakeContext(dctx); err != nil {
 		nc.Close()
-		return nil, err
+		return nil, false, err
 	}
-	return tlsConn, nil
+	return tlsConn, sock, nil
 }
 
 // handshake sends CONNECT and reads CONNACK, and takes the server's
@@ -341,12 +364,21 @@ func (c *conn) handshake() (sessionPresent bool, err error) {
 
 // write encodes a packet into the write buffer and asks the flusher to send.
 func (c *conn) write(pk packets.Packet) error {
-	pk.ProtocolVersion = c.ver
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := c.writeLocked(pk); err != nil {
+		return err
+	}
+	c.pokeFlusher()
+	return nil
+}
+
+// writeLocked encodes a packet into the write buffer; wmu is held.
+func (c *conn) writeLocked(pk packets.Packet) error {
 	if c.werr != nil {
 		return c.werr
 	}
+	pk.ProtocolVersion = c.ver
 	c.scratch.Reset()
 	if err := encode(&c.scratch, pk); err != nil {
 		return fmt.Errorf("encode %s: %w", packetName(pk.FixedHeader.Type), err)
@@ -355,16 +387,38 @@ func (c *conn) write(pk packets.Packet) error {
 		c.werr = err
 		return err
 	}
+	return nil
+}
+
+// writePublishLocked encodes a PUBLISH of m into the write buffer; wmu is
+// held.
+func (c *conn) writePublishLocked(m *outbox.Message, q byte, id uint16, dup bool) error {
+	if c.werr != nil {
+		return c.werr
+	}
+	p := appendPublish(c.bw.AvailableBuffer(), m.Topic, m.Payload, q, id, m.Retain, dup && q > 0, c.ver)
+	if _, err := c.bw.Write(p); err != nil {
+		c.werr = err
+		return err
+	}
+	return nil
+}
+
+func (c *conn) pokeFlusher() {
 	select {
 	case c.flushC <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 func (c *conn) flush() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	return c.flushLocked()
+}
+
+// flushLocked sends what is buffered; wmu is held.
+func (c *conn) flushLocked() error {
 	if c.werr != nil {
 		return c.werr
 	}
@@ -375,7 +429,8 @@ func (c *conn) flush() error {
 	if ka <= 0 {
 		ka = c.b.o.Keepalive
 	}
-	c.dl.setWrite(time.Now().Add(ka + c.b.o.ConnectTimeout))
+	d := ka + c.b.o.ConnectTimeout
+	c.dl.setWriteLazy(time.Now().Add(d), d/16)
 	if err := c.bw.Flush(); err != nil {
 		c.werr = err
 		return err
@@ -524,50 +579,66 @@ func (c *conn) sender(ctx context.Context) error {
 				return nil
 			}
 		}
-		id := pid(m.Seq)
-		q := min(m.QoS, c.maxQoS())
-		if cause := c.tooLarge(m, q); cause != "" {
-			<-c.slots
-			if err := c.deadLetter(m, 0x95, cause); err != nil {
-				return err
-			}
-			continue
-		}
-		if q == 0 {
-			// Upstream allows no QoS 1/2 (MQTT 5 maximum QoS): best effort.
-			<-c.slots
-			if err := c.write(publish(m, 0, 0, false)); err != nil {
-				return err
-			}
-			_ = b.o.Outbox.Ack(m.Seq)
-			continue
-		}
-		sent := m
-		sent.QoS = q
-		c.imu.Lock()
-		if len(c.inflight) == 0 {
-			c.lastAck.Store(time.Now().UnixNano()) // the silence starts now
-		}
-		c.inflight[id] = sent
-		b.inflightN.Store(int64(len(c.inflight)))
-		c.imu.Unlock()
-		c.sentAny.Store(true)
-		if m.Released && q == 2 {
-			err = c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: id})
-		} else {
-			b.mu.Lock()
-			dup := m.Seq <= b.maxSent
-			if m.Seq > b.maxSent {
-				b.maxSent = m.Seq
-			}
-			b.mu.Unlock()
-			err = c.write(publish(m, q, id, dup))
-			b.sent.Add(1)
-		}
+		// Behind any direct send that took a message before this one.
+		c.smu.Lock()
+		c.wmu.Lock()
+		err = c.sendLocked(m)
+		c.wmu.Unlock()
+		c.smu.Unlock()
 		if err != nil {
 			return err
 		}
+		c.pokeFlusher()
+		if c.kickWant.Load() {
+			c.kick() // asked for while this goroutine held smu
+		}
 	}
+}
+
+// sendLocked puts m into the window and its PUBLISH (or PUBREL) into the
+// write buffer; it holds a window slot, which it gives back if m does not
+// go into the window. smu and wmu are held.
+func (c *conn) sendLocked(m outbox.Message) error {
+	b := c.b
+	id := pid(m.Seq)
+	q := min(m.QoS, c.maxQoS())
+	if cause := c.tooLarge(m, q); cause != "" {
+		<-c.slots
+		return c.deadLetter(m, 0x95, cause)
+	}
+	if q == 0 {
+		// Upstream allows no QoS 1/2 (MQTT 5 maximum QoS): best effort.
+		<-c.slots
+		if err := c.writePublishLocked(&m, 0, 0, false); err != nil {
+			return err
+		}
+		_ = b.o.Outbox.Ack(m.Seq)
+		return nil
+	}
+	sent := m
+	sent.QoS = q
+	c.imu.Lock()
+	if len(c.inflight) == 0 {
+		c.lastAck.Store(time.Now().UnixNano()) // the silence starts now
+	}
+	c.inflight[id] = sent
+	c.inBytes += len(m.Topic) + len(m.Payload)
+	b.inflightN.Store(int64(len(c.inflight)))
+	c.imu.Unlock()
+	if !c.sentAny.Load() {
+		c.sentAny.Store(true)
+	}
+	if m.Released && q == 2 {
+		return c.writeLocked(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: id})
+	}
+	b.mu.Lock()
+	dup := m.Seq <= b.maxSent
+	if m.Seq > b.maxSent {
+		b.maxSent = m.Seq
+	}
+	b.mu.Unlock()
+	b.sent.Add(1)
+	return c.writePublishLocked(&m, q, id, dup)
 }
 
 // tooLarge says why m must not be sent at QoS q, or "": over the server's
@@ -625,12 +696,15 @@ func (c *conn) take(id uint16) (outbox.Message, bool) {
 	m, ok := c.inflight[id]
 	if ok {
 		delete(c.inflight, id)
+		c.inBytes -= len(m.Topic) + len(m.Payload)
 		c.b.inflightN.Store(int64(len(c.inflight)))
 		c.lastAck.Store(time.Now().UnixNano())
 	}
 	c.imu.Unlock()
 	if ok {
-		c.ackedAny.Store(true)
+		if !c.ackedAny.Load() {
+			c.ackedAny.Store(true)
+		}
 		<-c.slots
 	}
 	return m, ok
@@ -643,6 +717,11 @@ func (c *conn) done(id uint16) {
 		c.b.log.Debug("acknowledgement for a packet identifier not in flight", "id", id)
 		return
 	}
+	c.complete(m)
+}
+
+// complete acknowledges m, taken from the window, in the outbox.
+func (c *conn) complete(m outbox.Message) {
 	if err := c.b.o.Outbox.Ack(m.Seq); err != nil {
 		c.b.log.Warn("outbox ack failed", "seq", m.Seq, "error", err)
 	}
@@ -717,7 +796,7 @@ func (c *conn) reader(ctx context.Context) error {
 	b := c.b
 	idle := c.lim.keepalive + c.lim.keepalive/2
 	for {
-		c.dl.setRead(time.Now().Add(idle))
+		c.dl.setReadLazy(time.Now().Add(idle), idle/16)
 		pk, err := readPacket(c.br, c.ver)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -743,13 +822,15 @@ func (c *conn) reader(ctx context.Context) error {
 				}
 				continue
 			}
-			c.imu.Lock()
-			m, ok := c.inflight[pk.PacketID]
-			c.imu.Unlock()
-			if ok && m.QoS == 2 {
+			m, ok := c.take(pk.PacketID)
+			if !ok {
+				b.log.Debug("acknowledgement for a packet identifier not in flight", "id", pk.PacketID)
+				continue
+			}
+			if m.QoS == 2 {
 				c.qos2Downgrade()
 			}
-			c.done(pk.PacketID)
+			c.complete(m)
 		case packets.Pubcomp:
 			c.done(pk.PacketID)
 		case packets.Pubrec:

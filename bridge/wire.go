@@ -35,6 +35,23 @@ func readPacket(r *bufio.Reader, version byte) (packets.Packet, error) {
 	}
 	pk.FixedHeader.Remaining = n
 	pk.ProtocolVersion = version
+	switch pk.FixedHeader.Type {
+	case packets.Puback, packets.Pubrec, packets.Pubcomp:
+		if n == 2 || n == 3 {
+			// The common acknowledgement: packet id and, in MQTT 5, maybe a
+			// reason code (no properties). Decoded here as mochi does,
+			// without allocating a buffer for it.
+			var b [3]byte
+			if _, err := io.ReadFull(r, b[:n]); err != nil {
+				return pk, err
+			}
+			pk.PacketID = uint16(b[0])<<8 | uint16(b[1])
+			if version == 5 && n == 3 {
+				pk.ReasonCode = b[2]
+			}
+			return pk, nil
+		}
+	}
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return pk, err
@@ -91,6 +108,47 @@ func encode(buf *bytes.Buffer, pk packets.Packet) error {
 		return pk.DisconnectEncode(buf)
 	}
 	return fmt.Errorf("cannot encode packet type %d", pk.FixedHeader.Type)
+}
+
+// appendPublish appends the PUBLISH of topic and payload at QoS q (packet
+// identifier id when q > 0), with no properties in MQTT 5: the bytes
+// mochi's PublishEncode writes for that packet, without its allocations.
+func appendPublish(dst []byte, topic string, payload []byte, q byte, id uint16, retain, dup bool, version byte) []byte {
+	hb := byte(packets.Publish<<4) | q<<1
+	if dup {
+		hb |= 1 << 3
+	}
+	if retain {
+		hb |= 1
+	}
+	n := 2 + len(topic) + len(payload)
+	if q > 0 {
+		n += 2
+	}
+	if version == 5 {
+		n++ // property length 0
+	}
+	dst = append(dst, hb)
+	for {
+		b := byte(n & 0x7f)
+		n >>= 7
+		if n > 0 {
+			b |= 0x80
+		}
+		dst = append(dst, b)
+		if n == 0 {
+			break
+		}
+	}
+	dst = append(dst, byte(len(topic)>>8), byte(len(topic)))
+	dst = append(dst, topic...)
+	if q > 0 {
+		dst = append(dst, byte(id>>8), byte(id))
+	}
+	if version == 5 {
+		dst = append(dst, 0)
+	}
+	return append(dst, payload...)
 }
 
 // publishSize is the encoded size of a PUBLISH of m at QoS q, to hold it

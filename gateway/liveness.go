@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -145,6 +147,17 @@ func (c beatConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.h.Beat()
 	return n, err
+}
+
+// SyscallConn returns the TCP socket's raw connection: the bridge writes a
+// small message at once, from the goroutine that accepted it, only over a
+// kernel socket, whose buffer takes it without waiting for the peer
+// (bridge/direct.go).
+func (c beatConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("gateway: the upstream connection is not a socket")
 }
 
 // beatDialer returns a bridge dialer that beats h on every attempt and on

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -97,6 +98,34 @@ func TestBeatConnBeatsOnTraffic(t *testing.T) {
 	}
 	if s := l.stale(); len(s) != 0 {
 		t.Fatalf("a read did not beat: %v", s)
+	}
+}
+
+// TestBeatConnIsASocket: the bridge writes a small message at once only
+// over a kernel socket (syscall.Conn); the heart's wrapper must not hide
+// the TCP socket under it.
+func TestBeatConnIsASocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	nc, err := beatDialer(newLiveness(time.Now).beating("bridge", time.Second))(t.Context(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		t.Fatalf("%T does not implement syscall.Conn", nc)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := -1
+	if err := raw.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
+		t.Fatalf("no socket under the connection: fd %d, %v", fd, err)
 	}
 }
 

@@ -127,9 +127,10 @@ func (o *Outbox) memReasonLocked(m *Message, size int) string {
 }
 
 // memPushLocked keeps m (seq assigned) in memory, spilling the oldest
-// entries if the window would overflow. It reports whether it spilled.
-func (o *Outbox) memPushLocked(m Message, size int, done func(uint64, error)) bool {
-	spilled := false
+// entries if the window would overflow. It reports whether it spilled, and
+// whether the caller must call the push hook (SetPushHook) after unlocking
+// instead of a waiting Next having been woken.
+func (o *Outbox) memPushLocked(m Message, size int, done func(uint64, error)) (spilled, hook bool) {
 	for len(o.mem) > 0 && o.memBytes+int64(size) > o.opts.MemoryBytes {
 		spilled = o.spillLocked(1, reasonWindowFull) || spilled
 	}
@@ -147,11 +148,81 @@ func (o *Outbox) memPushLocked(m Message, size int, done func(uint64, error)) bo
 		o.spillArmed = true
 		o.spillTimer.Reset(o.opts.SpillAfter)
 	}
-	if o.nextWaiting {
+	switch {
+	case o.pushHook != nil && o.readerWaiting > 0:
+		// The consumer takes it itself (TakeNext), or wakes Next.
+		hook = true
+	case o.nextWaiting:
 		o.nextWaiting = false
 		broadcast(&o.dataCh)
 	}
-	return spilled
+	return spilled, hook
+}
+
+// SetPushHook makes a message that enters the memory window while Next
+// waits call fn, on the appending goroutine once the append is done and no
+// lock is held, instead of waking Next: the consumer may then send it from
+// that goroutine (TakeNext) and spare the hand-off to the goroutine in
+// Next. fn must take every message it is called for with TakeNext, or call
+// WakeNext. Set it before the first Next; nil restores the wake-up.
+func (o *Outbox) SetPushHook(fn func()) {
+	o.mu.Lock()
+	o.pushHook = fn
+	o.mu.Unlock()
+}
+
+// TakeNext returns the message at the read cursor and advances the cursor,
+// as Next would, but only while a Next call waits (so the consumer holds
+// no message it took from Next and has not sent yet: what TakeNext returns
+// comes after everything Next returned) and only from the memory window:
+// it never waits and never reads the disk. A message whose topic and
+// payload are longer than limit bytes is left to Next. ok is false when
+// there is no such message; a waiting Next that has something to read (on
+// disk, or over limit) is then woken for it.
+func (o *Outbox) TakeNext(limit int) (m Message, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed || o.readerWaiting == 0 {
+		return Message{}, false
+	}
+	if o.cursor < o.floor {
+		o.cursor = o.floor
+	}
+	for o.cursor < o.nextSeq && o.acked.has(o.cursor) {
+		o.cursor = o.acked.spanEnd(o.cursor)
+	}
+	if len(o.mem) > 0 && o.cursor >= o.mem[0].m.Seq {
+		first := o.mem[0].m.Seq
+		for i := o.cursor - first; i < uint64(len(o.mem)); i++ {
+			if e := &o.mem[i]; !e.acked {
+				if len(e.m.Topic)+len(e.m.Payload) > limit {
+					o.nextWaiting = false
+					broadcast(&o.dataCh) // Next takes it
+					return Message{}, false
+				}
+				break
+			}
+		}
+		if m, ok := o.nextFromMemoryLocked(); ok {
+			return m, true
+		}
+	}
+	if o.cursor < o.durableNext {
+		o.nextWaiting = false
+		broadcast(&o.dataCh) // on disk: Next reads it
+	}
+	return Message{}, false
+}
+
+// WakeNext wakes a waiting Next: the push hook's consumer could not take
+// the message itself.
+func (o *Outbox) WakeNext() {
+	o.mu.Lock()
+	if o.readerWaiting > 0 {
+		o.nextWaiting = false
+		broadcast(&o.dataCh)
+	}
+	o.mu.Unlock()
 }
 
 // spillLocked moves the n oldest memory entries to the committer queue, in

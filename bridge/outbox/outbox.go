@@ -155,9 +155,10 @@ type Outbox struct {
 	linkUp      bool
 	spillTimer  *time.Timer
 	spillArmed  bool
-	nextWaiting bool // a Next waits on dataCh
-	inCommit    int  // queued entries whose callback the committer has not handed over
-	cbBusy      bool // a goroutine is running done callbacks
+	nextWaiting bool   // a Next waits on dataCh
+	pushHook    func() // SetPushHook
+	inCommit    int    // queued entries whose callback the committer has not handed over
+	cbBusy      bool   // a goroutine is running done callbacks
 	cbQueue     []completion
 
 	kick      chan struct{}
@@ -366,10 +367,14 @@ func (o *Outbox) AppendAsync(ctx context.Context, m Message, done func(seq uint6
 	o.st.payloadBytes += uint64(len(m.Payload))
 	reason := o.memReasonLocked(&m, size)
 	if reason == "" {
-		spilled := o.memPushLocked(m, size, done)
+		spilled, hook := o.memPushLocked(m, size, done)
+		fn := o.pushHook
 		o.mu.Unlock()
 		if spilled {
 			o.wake()
+		}
+		if hook {
+			fn()
 		}
 		return nil
 	}

@@ -1,0 +1,180 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// TestDirectSends: messages accepted while the link keeps up are sent from
+// the accepting goroutine (direct.go) when the sender waits, and the wire
+// still has the outbox's order per topic, the window (the server's Receive
+// Maximum) holds, nothing is lost or sent twice; what a direct send may not
+// take (over its byte bound, window full) goes by the sender.
+func TestDirectSends(t *testing.T) {
+	cases := []struct {
+		name       string
+		receiveMax uint16 // 0: none announced
+		holdAcks   int    // acknowledge only when this many are outstanding (or the bridge is quiet); 0: at once
+		publishers int
+		each       int
+		payload    int
+		wait       bool // each publisher waits for a message's completion before the next
+		// direct is how many messages direct sends must have sent: -1 all,
+		// 0 none, 1 some.
+		direct int
+	}{
+		{name: "one publisher at a sensor's pace: every message sent directly", publishers: 1, each: 200, payload: 100, wait: true, direct: -1},
+		{name: "four publishers at once, receive maximum 3, acks held until the window is full", receiveMax: 3, holdAcks: 3, publishers: 4, each: 150, payload: 100, direct: 1},
+		{name: "four publishers at once, acks at once", publishers: 4, each: 300, payload: 100, direct: 1},
+		{name: "payload over the direct bound goes by the sender", publishers: 1, each: 20, payload: directMaxInflight + 1, wait: true, direct: 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fb := newFakeBroker(t)
+			b, _, _ := testBridge(t, fb.ln.Addr().String(), 5, func(o *Options) {
+				o.Rules = []Rule{{Pattern: "r/#", Direction: Out, QoS: 1}}
+			})
+			if !b.direct {
+				t.Fatal("direct sends are off")
+			}
+			fc := fb.next(t, 10*time.Second)
+			if err := fc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, Properties: packets.Properties{ReceiveMaximum: tc.receiveMax}}); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for !b.Stats().LinkUp {
+				if time.Now().After(deadline) {
+					t.Fatal("link not up within 10 s")
+				}
+				time.Sleep(time.Millisecond) // polling a status, bounded
+			}
+			total := tc.publishers * tc.each
+			pad := strings.Repeat("x", tc.payload)
+
+			type got struct{ topic, payload string }
+			arrived := make(chan got, total)
+			serveErr := make(chan error, 1)
+			maxOut := 0
+			go func() {
+				var held []uint16
+				ack := func(id uint16) error {
+					return fc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id})
+				}
+				out := map[uint16]bool{}
+				for n := 0; n < total; {
+					_ = fc.nc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+					pk, err := fc.read()
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						// The bridge is quiet: let the held ones go.
+						for _, id := range held {
+							delete(out, id)
+							if err := ack(id); err != nil {
+								serveErr <- err
+								return
+							}
+						}
+						held = held[:0]
+						continue
+					}
+					if err != nil {
+						serveErr <- err
+						return
+					}
+					if pk.FixedHeader.Type != packets.Publish {
+						continue
+					}
+					if out[pk.PacketID] {
+						serveErr <- fmt.Errorf("packet id %d sent again while in flight", pk.PacketID)
+						return
+					}
+					out[pk.PacketID] = true
+					maxOut = max(maxOut, len(out))
+					n++
+					arrived <- got{pk.TopicName, string(pk.Payload)}
+					held = append(held, pk.PacketID)
+					if len(held) >= tc.holdAcks {
+						for _, id := range held {
+							delete(out, id)
+							if err := ack(id); err != nil {
+								serveErr <- err
+								return
+							}
+						}
+						held = held[:0]
+					}
+				}
+				serveErr <- nil
+			}()
+
+			var wg sync.WaitGroup
+			errs := make(chan error, total)
+			for p := 0; p < tc.publishers; p++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					topic := fmt.Sprintf("r/%d", p)
+					for i := 0; i < tc.each; i++ {
+						done := make(chan struct{})
+						b.Accept(Message{Topic: topic, Payload: []byte(strconv.Itoa(i) + " " + pad), QoS: 1, Origin: topic, PacketID: uint16(i + 1)}, func(err error) {
+							errs <- err
+							close(done)
+						})
+						if tc.wait {
+							select {
+							case <-done:
+							case <-time.After(10 * time.Second):
+								errs <- fmt.Errorf("%s message %d not completed within 10 s", topic, i)
+								return
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			for i := 0; i < total; i++ {
+				select {
+				case err := <-errs:
+					if err != nil {
+						t.Fatal(err)
+					}
+				case <-time.After(20 * time.Second):
+					t.Fatalf("%d of %d messages completed within 20 s", i, total)
+				}
+			}
+			if err := <-serveErr; err != nil {
+				t.Fatal(err)
+			}
+			close(arrived)
+			next := map[string]int{}
+			for g := range arrived {
+				i, _ := strconv.Atoi(strings.Fields(g.payload)[0])
+				if i != next[g.topic] {
+					t.Fatalf("%s: message %d arrived where %d was due", g.topic, i, next[g.topic])
+				}
+				next[g.topic]++
+			}
+			if tc.receiveMax > 0 && maxOut > int(tc.receiveMax) {
+				t.Errorf("%d messages in flight at once, over the server's Receive Maximum %d", maxOut, tc.receiveMax)
+			}
+			d := int(b.directSent.Load())
+			switch {
+			case tc.direct < 0 && d != total:
+				t.Errorf("%d of %d messages sent directly, want all", d, total)
+			case tc.direct == 0 && d != 0:
+				t.Errorf("%d messages sent directly, want none", d)
+			case tc.direct > 0 && (d == 0 || d == total && tc.holdAcks > 0):
+				t.Errorf("%d of %d messages sent directly, want some, not all", d, total)
+			}
+			t.Logf("%d of %d sent directly; at most %d in flight", d, total, maxOut)
+		})
+	}
+}
