@@ -99,6 +99,13 @@ type Options struct {
 	// over its Maximum Packet Size); nil drops them with an Error log.
 	DeadLetter *deadletter.Store
 
+	// Batch, when set, brackets the completions of one read from the
+	// upstream connection: the session's reader calls Hold before it
+	// completes the first message acknowledged in what it read, and Release
+	// before it reads from the connection again (or ends). The local broker
+	// writes the PUBACKs a publisher is owed for them in one write.
+	Batch Batcher
+
 	// Deliver hands a message that came down to the local broker.
 	Deliver func(topic string, payload []byte, qos byte, retain bool) error
 	// Explain turns a connection error into a plain sentence (TLS causes);
@@ -117,6 +124,12 @@ type Options struct {
 	// pub stays usable for QoS 0 until the connection ends (then it returns
 	// an error), for messages that must not be stored, such as Sparkplug data.
 	OnConnect func(pub func(topic string, payload []byte, qos byte, retain bool) error)
+}
+
+// Batcher holds back and releases local acknowledgements (Options.Batch).
+type Batcher interface {
+	Hold()
+	Release()
 }
 
 // Will is a Last Will: the message the upstream broker publishes for us

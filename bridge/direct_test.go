@@ -178,3 +178,96 @@ func TestDirectSends(t *testing.T) {
 		})
 	}
 }
+
+// recBatch is a Batcher that records whether it is held.
+type recBatch struct {
+	mu              sync.Mutex
+	held            int
+	holds, releases int
+}
+
+func (r *recBatch) Hold() {
+	r.mu.Lock()
+	r.held++
+	r.holds++
+	r.mu.Unlock()
+}
+
+func (r *recBatch) Release() {
+	r.mu.Lock()
+	r.held--
+	r.releases++
+	r.mu.Unlock()
+}
+
+// TestBatchedCompletions: the PUBACKs of one read from the upstream
+// connection complete their messages inside one Hold/Release of
+// Options.Batch, and the hold is released before the reader reads again.
+func TestBatchedCompletions(t *testing.T) {
+	fb := newFakeBroker(t)
+	rb := &recBatch{}
+	b, _, _ := testBridge(t, fb.ln.Addr().String(), 4, func(o *Options) {
+		o.Rules = []Rule{{Pattern: "r/#", Direction: Out, QoS: 1}}
+		o.Batch = rb
+	})
+	fc := fb.next(t, 10*time.Second)
+	if err := fc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !b.Stats().LinkUp {
+		if time.Now().After(deadline) {
+			t.Fatal("link not up within 10 s")
+		}
+		time.Sleep(time.Millisecond) // polling a status, bounded
+	}
+	const n = 10
+	held := make(chan bool, n)
+	for i := 0; i < n; i++ {
+		b.Accept(Message{Topic: "r/a", Payload: []byte{byte('0' + i)}, QoS: 1, Origin: "p", PacketID: uint16(i + 1)}, func(err error) {
+			rb.mu.Lock()
+			held <- rb.held > 0 && err == nil
+			rb.mu.Unlock()
+		})
+	}
+	var acks []byte
+	for i := 0; i < n; i++ {
+		pk, err := fc.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pk.FixedHeader.Type != packets.Publish {
+			t.Fatalf("got packet type %d, want PUBLISH", pk.FixedHeader.Type)
+		}
+		acks = append(acks, packets.Puback<<4, 2, byte(pk.PacketID>>8), byte(pk.PacketID))
+	}
+	if _, err := fc.nc.Write(acks); err != nil { // all ten in one write
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case h := <-held:
+			if !h {
+				t.Fatalf("message %d completed outside a hold (or with an error)", i)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d messages completed within 10 s", i, n)
+		}
+	}
+	// The reader releases before it reads again: it is reading now.
+	for {
+		rb.mu.Lock()
+		h, holds, rel := rb.held, rb.holds, rb.releases
+		rb.mu.Unlock()
+		if h == 0 {
+			if holds >= n || holds != rel {
+				t.Fatalf("%d holds, %d releases for %d completions of one read", holds, rel, n)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reader still holds after the completions")
+		}
+		time.Sleep(time.Millisecond) // polling, bounded by the deadline
+	}
+}

@@ -126,6 +126,8 @@ type conn struct {
 	// smu is held from taking a message off the outbox to writing it into
 	// bw, by the sender and by direct sends (direct.go), so the wire has
 	// the outbox's order. Lock order: smu, then wmu, then the outbox's.
+	held bool // the reader holds Options.Batch (reader goroutine only)
+
 	smu      sync.Mutex
 	ended    bool        // under smu: the session is over; direct sends stop
 	kickWant atomic.Bool // a direct send is asked for (direct.go)
@@ -169,6 +171,9 @@ func (b *Bridge) session(ctx context.Context, ep Endpoint) sessionEnd {
 		subacked: make(chan struct{}), pendRel: map[uint16]bool{},
 	}
 	c.dl.nc = nc
+	if rn := rawReadNotify(nc); rn != nil {
+		rn.before = c.release
+	}
 	// A stop during the handshake ends it now, not after connectTimeout.
 	stopHandshake := context.AfterFunc(ctx, func() { c.dl.limitTo(time.Unix(1, 0)) })
 	present, err := c.handshake()
@@ -270,6 +275,9 @@ func (b *Bridge) dial(ctx context.Context, ep Endpoint) (nc net.Conn, sock bool,
 		_ = tc.SetNoDelay(true)
 	}
 	_, sock = nc.(syscall.Conn)
+	if b.o.Batch != nil {
+		nc = &readNotify{Conn: nc}
+	}
 	if !ep.TLS {
 		return nc, sock, nil
 	}
@@ -791,8 +799,52 @@ func (c *conn) deadLetter(m outbox.Message, code byte, cause string) error {
 	return nil
 }
 
+// readNotify is the upstream connection under TLS when Options.Batch is
+// set: before each read from the network, the reader releases what it
+// held (before is set once the session is made, before any read of the
+// reader goroutine).
+type readNotify struct {
+	net.Conn
+	before func()
+}
+
+func (r *readNotify) Read(p []byte) (int, error) {
+	if r.before != nil {
+		r.before()
+	}
+	return r.Conn.Read(p)
+}
+
+// rawReadNotify finds the readNotify under nc (or nc itself), or nil.
+func rawReadNotify(nc net.Conn) *readNotify {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	rn, _ := nc.(*readNotify)
+	return rn
+}
+
+// hold holds Options.Batch for a completion, once per read (reader
+// goroutine only).
+func (c *conn) hold() {
+	if bt := c.b.o.Batch; bt != nil && !c.held {
+		c.held = true
+		bt.Hold()
+	}
+}
+
+// release ends the reader's hold, if any: the local acknowledgements of
+// what it completed go out (reader goroutine only).
+func (c *conn) release() {
+	if c.held {
+		c.held = false
+		c.b.o.Batch.Release()
+	}
+}
+
 // reader handles everything the server sends.
 func (c *conn) reader(ctx context.Context) error {
+	defer c.release()
 	b := c.b
 	idle := c.lim.keepalive + c.lim.keepalive/2
 	for {
@@ -830,8 +882,10 @@ func (c *conn) reader(ctx context.Context) error {
 			if m.QoS == 2 {
 				c.qos2Downgrade()
 			}
+			c.hold()
 			c.complete(m)
 		case packets.Pubcomp:
+			c.hold()
 			c.done(pk.PacketID)
 		case packets.Pubrec:
 			c.imu.Lock()

@@ -17,6 +17,7 @@ import (
 // (so the acker's queue and the completing goroutine take turns).
 type laterBox struct {
 	sync, mixed bool
+	hold        *Broker // set: each drain holds the broker's acknowledgements (as the bridge's reader does)
 
 	mu      sync.Mutex
 	pending []func(error)
@@ -50,6 +51,9 @@ func (l *laterBox) run(stop <-chan struct{}) {
 			return
 		case <-l.wake:
 		}
+		if l.hold != nil {
+			l.hold.HoldAcks()
+		}
 		for {
 			l.mu.Lock()
 			if len(l.pending) == 0 {
@@ -60,6 +64,9 @@ func (l *laterBox) run(stop <-chan struct{}) {
 			l.pending = l.pending[1:]
 			done(nil) // under mu: in Accept order with those completed inside Accept
 			l.mu.Unlock()
+		}
+		if l.hold != nil {
+			l.hold.ReleaseAcks()
 		}
 	}
 }
@@ -74,11 +81,14 @@ func TestAcksInOrder(t *testing.T) {
 		name        string
 		sync, mixed bool
 		burst       int // messages written before reading any PUBACK
+		held        bool
 	}{
-		{"completed inside Accept", true, false, 1},
-		{"completed later, one at a time", false, false, 1},
-		{"completed later, in bursts", false, false, 200},
-		{"inside Accept and later, in turns", false, true, 200},
+		{"completed inside Accept", true, false, 1, false},
+		{"completed later, one at a time", false, false, 1, false},
+		{"completed later, in bursts", false, false, 200, false},
+		{"inside Accept and later, in turns", false, true, 200, false},
+		{"completed later, in bursts, each held and released", false, false, 200, true},
+		{"inside Accept and later, in turns, held and released", false, true, 200, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,6 +99,9 @@ func TestAcksInOrder(t *testing.T) {
 			go func() { defer wg.Done(); box.run(stop) }()
 			t.Cleanup(func() { close(stop); wg.Wait() })
 			b := startBroker(t, Options{})
+			if tc.held {
+				box.hold = b
+			}
 			b.SetInterceptor(box)
 			const n = 600
 			got := make(chan string, n)
@@ -149,4 +162,67 @@ func readN(t *testing.T, br *bufio.Reader, n int) []byte {
 		p[i] = c
 	}
 	return p
+}
+
+// TestHoldAcks: completions made while the acknowledgements are held are
+// not written until ReleaseAcks, which writes them all, in order; nested
+// holds release at the last.
+func TestHoldAcks(t *testing.T) {
+	box := &laterBox{wake: make(chan struct{}, 1)}
+	b := startBroker(t, Options{})
+	b.SetInterceptor(box)
+	c, err := net.DialTimeout("tcp", b.Addr("tcp").String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	if _, err := c.Write([]byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 1, 'p'}); err != nil {
+		t.Fatal(err)
+	}
+	if ca := readN(t, br, 4); ca[0] != 0x20 || ca[3] != 0 {
+		t.Fatalf("CONNACK %x", ca)
+	}
+	const n = 50
+	for j := 1; j <= n; j++ {
+		pk := []byte{0x32, 2 + 3 + 2 + 1, 0, 3, 'r', '/', 'a', byte(j >> 8), byte(j), 'x'}
+		if _, err := c.Write(pk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		box.mu.Lock()
+		got := len(box.pending)
+		box.mu.Unlock()
+		if got == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages accepted within 10 s", got, n)
+		}
+		time.Sleep(time.Millisecond) // polling the interceptor, bounded
+	}
+	b.HoldAcks()
+	b.HoldAcks()
+	box.mu.Lock()
+	for _, done := range box.pending {
+		done(nil)
+	}
+	box.pending = nil
+	box.mu.Unlock()
+	b.ReleaseAcks() // still held once
+	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if k, err := br.ReadByte(); err == nil {
+		t.Fatalf("got byte %#x while the acknowledgements were held", k)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b.ReleaseAcks()
+	for j := 1; j <= n; j++ {
+		ack := readN(t, br, 4)
+		if ack[0] != 0x40 || int(ack[2])<<8|int(ack[3]) != j {
+			t.Fatalf("got %x, want the PUBACK of packet %d", ack, j)
+		}
+	}
 }

@@ -269,6 +269,15 @@ func (b *Broker) Publish(m Message) error {
 	return injectPublish(b.srv, b.own, m)
 }
 
+// HoldAcks makes the acknowledgements of messages completed from now on
+// wait until ReleaseAcks, which writes them, one write per publisher. Each
+// HoldAcks needs its ReleaseAcks, soon: the bridge's upstream reader holds
+// while it completes the messages of one read from its connection.
+func (b *Broker) HoldAcks() { b.acks.hold() }
+
+// ReleaseAcks ends a HoldAcks (see there).
+func (b *Broker) ReleaseAcks() { b.acks.release() }
+
 // Deliver publishes a message that came down from upstream to local
 // subscribers only; it is never handed to the interceptor, so a rule with
 // direction "both" cannot send it back up.

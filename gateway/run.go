@@ -165,6 +165,20 @@ func (r *running) startDeadLetter(context.Context) (func() error, error) {
 	return dl.Close, nil
 }
 
+// ackBatcher is the embedded broker's HoldAcks/ReleaseAcks as the bridge's
+// Batch (nil for the external broker, which acknowledges by itself).
+func ackBatcher(bk localBroker) bridge.Batcher {
+	if b, ok := bk.(*broker.Broker); ok {
+		return brokerBatch{b}
+	}
+	return nil
+}
+
+type brokerBatch struct{ b *broker.Broker }
+
+func (x brokerBatch) Hold()    { x.b.HoldAcks() }
+func (x brokerBatch) Release() { x.b.ReleaseAcks() }
+
 // startBridge makes the local broker and the bridge (no I/O yet) and hooks
 // the bridge into the broker. Nothing to stop: the broker stops in its own
 // step, and the bridge's intake is released by the first stop of all
@@ -232,6 +246,7 @@ func (r *running) startBridge(context.Context) (func() error, error) {
 		Logger:    blog,
 		Will:      eco.will(),
 		OnConnect: eco.onConnect(),
+		Batch:     ackBatcher(bk),
 	})
 	bk.SetInterceptor(interceptor{br})
 	r.br = br

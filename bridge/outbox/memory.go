@@ -196,8 +196,7 @@ func (o *Outbox) TakeNext(limit int) (m Message, ok bool) {
 		for i := o.cursor - first; i < uint64(len(o.mem)); i++ {
 			if e := &o.mem[i]; !e.acked {
 				if len(e.m.Topic)+len(e.m.Payload) > limit {
-					o.nextWaiting = false
-					broadcast(&o.dataCh) // Next takes it
+					o.wakeNextLocked() // Next takes it
 					return Message{}, false
 				}
 				break
@@ -208,8 +207,7 @@ func (o *Outbox) TakeNext(limit int) (m Message, ok bool) {
 		}
 	}
 	if o.cursor < o.durableNext {
-		o.nextWaiting = false
-		broadcast(&o.dataCh) // on disk: Next reads it
+		o.wakeNextLocked() // on disk: Next reads it
 	}
 	return Message{}, false
 }
@@ -218,11 +216,16 @@ func (o *Outbox) TakeNext(limit int) (m Message, ok bool) {
 // the message itself.
 func (o *Outbox) WakeNext() {
 	o.mu.Lock()
-	if o.readerWaiting > 0 {
+	o.wakeNextLocked()
+	o.mu.Unlock()
+}
+
+// wakeNextLocked wakes a waiting Next, unless it has been woken already.
+func (o *Outbox) wakeNextLocked() {
+	if o.readerWaiting > 0 && o.nextWaiting {
 		o.nextWaiting = false
 		broadcast(&o.dataCh)
 	}
-	o.mu.Unlock()
 }
 
 // spillLocked moves the n oldest memory entries to the committer queue, in

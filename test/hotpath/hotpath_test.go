@@ -222,3 +222,23 @@ func BenchmarkQoS1Paced200(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64((cpuTime()-c0).Microseconds())/float64(b.N), "cpu-µs/msg")
 }
+
+// BenchmarkIdle measures what the connected gateway costs while nothing
+// is published: each op is 100 ms of idleness (a measured span, not a
+// synchronisation). cpu-µs/s is the process's CPU per second of it; at 20
+// msg/s a sensor's message pays for 1/20 of that.
+func BenchmarkIdle(b *testing.B) {
+	addr := startGateway(b)
+	p := dial(b, addr)
+	for i := 0; i < 200; i++ {
+		p.publish(b, uint16(i%65535+1))
+	}
+	time.Sleep(2 * time.Second) // let start-up's timers and the warm-up settle
+	b.ResetTimer()
+	c0, t0 := cpuTime(), time.Now()
+	for i := 0; i < b.N; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-c0).Microseconds())/time.Since(t0).Seconds(), "cpu-µs/s")
+}
