@@ -316,18 +316,31 @@ func (b *Bridge) Accept(m Message, done func(error)) {
 			om.Origin = originOf(m) // what a DUP resend is matched by
 		}
 	}
-	err := b.o.Outbox.AppendAsync(b.acceptCtx, om, func(seq uint64, err error) {
+	// The callback keeps the message only for live first: a smaller
+	// closure per message otherwise.
+	cb := func(_ uint64, err error) {
 		if err != nil {
 			b.refused.Add(1)
-		} else if b.o.LiveFirst {
-			live := om
-			live.Seq = seq
-			b.offerLive(live)
 		}
 		if done != nil {
 			done(err)
 		}
-	})
+	}
+	if b.o.LiveFirst {
+		cb = func(seq uint64, err error) {
+			if err != nil {
+				b.refused.Add(1)
+			} else {
+				live := om
+				live.Seq = seq
+				b.offerLive(live)
+			}
+			if done != nil {
+				done(err)
+			}
+		}
+	}
+	err := b.o.Outbox.AppendAsync(b.acceptCtx, om, cb)
 	if err != nil {
 		b.refused.Add(1)
 		if done != nil {

@@ -60,8 +60,10 @@ func isMochiDumpKey(k string) bool { return k == "pk" || k == "packet" || k == "
 var errMochiPacketTooLarge = packets.ErrPacketTooLarge
 
 // errMochiReject, returned by an OnPublish hook, makes mochi drop the
-// PUBLISH without acknowledging or routing it.
-var errMochiReject = packets.ErrRejectPacket
+// PUBLISH without acknowledging or routing it. It is an error value made
+// once: returning the packets.Code itself boxed it, an allocation per
+// message.
+var errMochiReject error = packets.ErrRejectPacket
 
 // sysInterval is how often, in seconds, mochi republishes its $SYS topics
 // (20 retained messages, after a stop-the-world runtime.ReadMemStats):
