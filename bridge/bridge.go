@@ -15,7 +15,10 @@
 //
 // Concurrency: Accept runs on the local publisher's goroutine (the broker's
 // or a device's). It never waits on the network; under full_policy "block"
-// it waits for outbox space until Close releases it. Its done callback runs
+// it waits for outbox space until Close releases it. While the sender waits
+// it may send the message itself (direct.go), which writes to the
+// connection only when the write cannot wait (a kernel socket, little in
+// flight) and otherwise hands over as before. Its done callback runs
 // on the outbox committer and must return at once. Run owns one session at a
 // time; a session's reader, flusher, pinger and senders are joined before
 // the next connection is dialled, and every deadline on the connection goes
