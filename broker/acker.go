@@ -45,9 +45,16 @@ type acker struct {
 }
 
 type ackItem struct {
-	cl  *mqtt.Client
-	pk  packets.Packet
-	err error
+	cl    *mqtt.Client
+	id    uint16 // the PUBLISH's packet identifier
+	qos   byte
+	topic string
+	// route is the packet to route to local subscribers once acknowledged
+	// (DUP cleared), or nil: nobody on the board subscribed to its topic
+	// when it came in and it is not retained. Keeping the 800-byte packet
+	// only then spares most messages a copy on the heap.
+	route *packets.Packet
+	err   error
 }
 
 func newAcker(b *Broker) *acker {
@@ -201,14 +208,14 @@ func (a *acker) process(batch []ackItem) {
 			a.write(it.cl, bufs[it.cl])
 			delete(bufs, it.cl)
 			refused[it.cl] = true
-			b.log.Warn("message refused; disconnecting the publisher so it resends", "client", clientID(it.cl), "topic", it.pk.TopicName, "reason", it.err)
+			b.log.Warn("message refused; disconnecting the publisher so it resends", "client", clientID(it.cl), "topic", it.topic, "reason", it.err)
 			_ = disconnectQuota(b.srv, it.cl)
 			continue
 		}
 		typ := byte(packets.Puback)
-		if it.pk.FixedHeader.Qos == 2 {
+		if it.qos == 2 {
 			typ = packets.Pubrec
-			expectPubrel(b.srv, it.cl, it.pk.PacketID)
+			expectPubrel(b.srv, it.cl, it.id)
 		}
 		buf, ok := bufs[it.cl]
 		if !ok {
@@ -216,7 +223,7 @@ func (a *acker) process(batch []ackItem) {
 		}
 		// PUBACK / PUBREC with success and no properties: the same four
 		// bytes in MQTT 3.1.1 and 5.
-		bufs[it.cl] = append(buf, typ<<4, 2, byte(it.pk.PacketID>>8), byte(it.pk.PacketID))
+		bufs[it.cl] = append(buf, typ<<4, 2, byte(it.id>>8), byte(it.id))
 	}
 	for _, cl := range order {
 		a.write(cl, bufs[cl])
@@ -225,14 +232,17 @@ func (a *acker) process(batch []ackItem) {
 		if it.err != nil || refused[it.cl] {
 			continue
 		}
-		rp := it.pk
-		rp.FixedHeader.Dup = false
-		if !rp.FixedHeader.Retain && !hasSubscribers(b.srv, rp.TopicName) {
-			continue // nobody on the board listens: skip mochi's whole publish path
-		}
-		if err := inject(b.srv, b.route, rp); err != nil {
-			b.log.Warn("local routing failed", "topic", rp.TopicName, "error", err)
-		}
+		a.route(it)
+	}
+}
+
+// route hands an acknowledged message to local subscribers, if it has any.
+func (a *acker) route(it ackItem) {
+	if it.route == nil {
+		return // nobody on the board listens: skip mochi's whole publish path
+	}
+	if err := inject(a.b.srv, a.b.route, *it.route); err != nil {
+		a.b.log.Warn("local routing failed", "topic", it.topic, "error", err)
 	}
 }
 
@@ -241,20 +251,13 @@ func (a *acker) process(batch []ackItem) {
 func (a *acker) processOne(it ackItem) {
 	b := a.b
 	typ := byte(packets.Puback)
-	if it.pk.FixedHeader.Qos == 2 {
+	if it.qos == 2 {
 		typ = packets.Pubrec
-		expectPubrel(b.srv, it.cl, it.pk.PacketID)
+		expectPubrel(b.srv, it.cl, it.id)
 	}
-	ack := [4]byte{typ << 4, 2, byte(it.pk.PacketID >> 8), byte(it.pk.PacketID)}
+	ack := [4]byte{typ << 4, 2, byte(it.id >> 8), byte(it.id)}
 	a.write(it.cl, ack[:])
-	rp := it.pk
-	rp.FixedHeader.Dup = false
-	if !rp.FixedHeader.Retain && !hasSubscribers(b.srv, rp.TopicName) {
-		return
-	}
-	if err := inject(b.srv, b.route, rp); err != nil {
-		b.log.Warn("local routing failed", "topic", rp.TopicName, "error", err)
-	}
+	a.route(it)
 }
 
 // write sends a client the acknowledgements due to it in one write

@@ -380,13 +380,23 @@ func (h *interceptHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.P
 	// A completion inside Accept (refused, or no out rule) is queued: this
 	// goroutine is in mochi's publish path. One from elsewhere (the
 	// upstream's PUBACK, a commit) may be processed where it happens.
+	// Local subscribers get it once it is acknowledged; whether there are
+	// any is decided now, as it comes in.
+	it := ackItem{cl: cl, id: pk.PacketID, qos: pk.FixedHeader.Qos, topic: pk.TopicName}
+	if pk.FixedHeader.Retain || hasSubscribers(b.srv, pk.TopicName) {
+		rp := pk
+		rp.FixedHeader.Dup = false
+		it.route = &rp
+	}
 	inAccept := new(atomic.Bool)
 	inAccept.Store(true)
 	box.Accept(m, func(err error) {
+		it := it
+		it.err = err
 		if inAccept.Load() {
-			b.acks.push(ackItem{cl: cl, pk: pk, err: err})
+			b.acks.push(it)
 		} else {
-			b.acks.pushNow(ackItem{cl: cl, pk: pk, err: err})
+			b.acks.pushNow(it)
 		}
 	})
 	inAccept.Store(false)
