@@ -15,6 +15,7 @@ type batch struct {
 	acks    []span
 	rels    []releaseReq
 	closing bool
+	flush   bool // write the tail page now, padded
 }
 
 func (b *batch) empty() bool {
@@ -40,9 +41,13 @@ func (o *Outbox) run() {
 	var retry *time.Timer
 	var retryC <-chan time.Time
 	backoff := retryMin
+	var tailT *time.Timer
 	defer func() {
 		if retry != nil {
 			retry.Stop()
+		}
+		if tailT != nil {
+			tailT.Stop()
 		}
 	}()
 	for {
@@ -50,6 +55,11 @@ func (o *Outbox) run() {
 			o.waitCommit(lastCommit)
 		}
 		b := o.take(spareBuf, spareEnts)
+		if b.empty() && len(o.held) > 0 && (b.closing || o.tailDue()) {
+			b.flush = true
+			o.pass(&b)
+			continue
+		}
 		if b.empty() {
 			if b.closing {
 				o.finish()
@@ -72,7 +82,18 @@ func (o *Outbox) run() {
 				}
 				retryC = retry.C
 			}
+			var tailC <-chan time.Time
+			if len(o.held) > 0 {
+				wait := max(time.Millisecond, time.Until(o.held[0].e.queued.Add(o.opts.CommitInterval)))
+				if tailT == nil {
+					tailT = time.NewTimer(wait)
+				} else {
+					tailT.Reset(wait)
+				}
+				tailC = tailT.C
+			}
 			select {
+			case <-tailC:
 			case <-retryC:
 				retryC = nil
 				if err := o.recoverStorage(); err != nil {
@@ -188,6 +209,10 @@ func (o *Outbox) pass(b *batch) {
 	o.mu.Unlock()
 	if err == nil {
 		err = o.writeRecords(b)
+	} else {
+		for _, e := range b.ents {
+			o.held = append(o.held, heldEntry{e: e})
+		}
 	}
 	if err == nil && (len(b.acks) > 0 || len(b.rels) > 0) {
 		err = o.writeState(b)
@@ -201,6 +226,27 @@ func (o *Outbox) pass(b *batch) {
 	if err != nil {
 		o.fail(err, "")
 	}
+	// The entries due now: every held one whose record is written (all of
+	// them after an error), in seq order. Later ones wait for the tail page.
+	n := len(o.held)
+	if err == nil {
+		done := o.streamBase + o.activeOff
+		n = 0
+		for n < len(o.held) && o.held[n].pos <= done {
+			n++
+		}
+	} else {
+		// What was placed but not written is dropped (recoverStorage cuts
+		// the segment at its last durable record).
+		o.tail = o.tail[:0]
+		o.activeSize = o.activeOff
+		o.mu.Lock()
+		last := &o.segs[len(o.segs)-1]
+		o.diskBytes += o.activeSize - last.bytes
+		last.bytes = o.activeSize
+		o.mu.Unlock()
+	}
+	due := o.held[:n]
 	o.mu.Lock()
 	o.writing = 0
 	if err == nil {
@@ -211,8 +257,8 @@ func (o *Outbox) pass(b *batch) {
 		}
 	}
 	if err != nil {
-		for _, e := range b.ents {
-			if e.err == nil {
+		for _, h := range due {
+			if h.e.err == nil {
 				o.st.dropped["storage"]++
 			}
 		}
@@ -220,23 +266,26 @@ func (o *Outbox) pass(b *batch) {
 	// Callbacks run in seq order with those of messages acknowledged from
 	// memory (runCompletions): if another goroutine is running some, hand
 	// ours over to it.
-	o.inCommit -= len(b.ents)
-	handOver := o.cbBusy && len(b.ents) > 0
+	o.inCommit -= len(due)
+	handOver := o.cbBusy && len(due) > 0
 	if handOver {
-		for _, e := range b.ents {
-			o.cbQueue = append(o.cbQueue, e.completion(err))
+		for _, h := range due {
+			o.cbQueue = append(o.cbQueue, h.e.completion(err))
 		}
-	} else if len(b.ents) > 0 {
+	} else if len(due) > 0 {
 		o.cbBusy = true
 	}
 	o.mu.Unlock()
-	if !handOver && len(b.ents) > 0 {
-		for _, e := range b.ents {
-			c := e.completion(err)
+	if !handOver && len(due) > 0 {
+		for _, h := range due {
+			c := h.e.completion(err)
 			c.done(c.seq, c.err)
 		}
 		o.drainCompletions()
 	}
+	rest := copy(o.held, o.held[n:])
+	clear(o.held[rest:])
+	o.held = o.held[:rest]
 	o.deleteAcked()
 	o.maybeCompact()
 	for _, r := range b.rels {
@@ -244,68 +293,139 @@ func (o *Outbox) pass(b *batch) {
 	}
 }
 
-// writeRecords appends the batch to the active segment, rotating when it
-// would pass SegmentBytes. FsyncAlways writes and fsyncs record by record.
-func (o *Outbox) writeRecords(b *batch) error {
-	chunk := -1 // start of bytes not yet written
-	flush := func(end int) error {
-		if chunk < 0 || end <= chunk {
-			return nil
-		}
-		if err := o.writeActive(b.buf[chunk:end]); err != nil {
-			return err
-		}
-		chunk = -1
-		return nil
+// holdsTail reports whether a partly filled last page may wait in memory:
+// under group commit with a commit interval (the flash-friendly setting).
+// Without one every pass writes what it has, as soon as it can.
+func (o *Outbox) holdsTail() bool {
+	return o.opts.Fsync == FsyncBatch && o.opts.CommitInterval > 0
+}
+
+// tailDue reports whether the held tail page must be written now: its
+// oldest record has waited CommitInterval, or a reader waits for it.
+func (o *Outbox) tailDue() bool {
+	if len(o.held) == 0 {
+		return false
 	}
-	var written uint64 // seqs written in this pass
-	for _, e := range b.ents {
+	o.mu.Lock()
+	waiting := o.readerWaiting > 0 || o.closed
+	o.mu.Unlock()
+	return waiting || time.Since(o.held[0].e.queued) >= o.opts.CommitInterval
+}
+
+// writeRecords places the batch's records in the active segment's tail
+// (a record that does not fit in the rest of its page starts the next
+// one: see padBefore), rotating when it would pass SegmentBytes, and
+// writes the whole pages. The partly filled last page is written too,
+// padded with zeros to its end, unless it may wait (holdsTail) and
+// nothing makes it due (tailDue, Close, b.flush). FsyncAlways writes and
+// fsyncs record by record.
+func (o *Outbox) writeRecords(b *batch) error {
+	var written uint64 // records placed in this pass
+	// failed holds the entries not placed yet, so that the pass completes
+	// them with the error.
+	failed := func(from int, err error) error {
+		for _, e := range b.ents[from:] {
+			o.held = append(o.held, heldEntry{e: e})
+		}
+		return err
+	}
+	for i, e := range b.ents {
 		if e.err != nil || e.noWrite {
+			o.held = append(o.held, heldEntry{e: e, pos: o.streamBase + o.activeSize})
 			continue
 		}
-		n := int64(e.end - e.start)
-		if o.activeCount > 0 && o.activeSize+n > o.opts.SegmentBytes {
-			if err := flush(e.start); err != nil {
-				return err
+		rec := b.buf[e.start:e.end]
+		n := int64(len(rec))
+		pad := padBefore(o.activeSize, n)
+		if o.activeCount > 0 && o.activeSize+pad+n > o.opts.SegmentBytes {
+			if err := o.writeTail(o.activeSize); err != nil {
+				return failed(i, err)
 			}
 			if err := o.rotate(e.seq); err != nil {
-				return err
+				return failed(i, err)
 			}
-		}
-		if chunk < 0 {
-			chunk = e.start
+			pad = padBefore(o.activeSize, n)
 		}
 		if o.activeCount == 0 {
 			o.mu.Lock()
 			o.segs[len(o.segs)-1].firstTime = e.t
 			o.mu.Unlock()
 		}
+		o.tail = append(o.tail, make([]byte, pad)...)
+		o.tail = append(o.tail, rec...)
+		o.activeSize += pad + n
 		o.activeCount++
 		o.activeNext = e.seq + 1
-		o.activeSize += n
+		o.held = append(o.held, heldEntry{e: e, pos: o.streamBase + o.activeSize})
 		written++
 		if o.opts.Fsync == FsyncAlways {
-			if err := flush(e.end); err != nil {
-				return err
+			if err := o.writeTail(o.activeSize); err != nil {
+				return failed(i+1, err)
 			}
 			if err := o.syncActive(); err != nil {
-				return err
+				return failed(i+1, err)
 			}
 		}
 	}
-	if err := flush(len(b.buf)); err != nil {
-		return err
+	end := o.activeSize
+	if o.holdsTail() {
+		if b.closing || b.flush || o.tailDue() {
+			// Pad the last page: the next commit starts on a new one and
+			// never rewrites this one.
+			if r := end % pageSize; r != 0 {
+				o.tail = append(o.tail, make([]byte, pageSize-r)...)
+				end += pageSize - r
+				o.activeSize = end
+			}
+		} else {
+			end -= end % pageSize
+		}
 	}
-	if written == 0 {
+	if end > o.activeOff {
+		if err := o.writeTail(end); err != nil {
+			return err
+		}
+	}
+	if written == 0 && end == o.activeOff && !b.flush {
 		return nil
 	}
 	o.mu.Lock()
 	last := &o.segs[len(o.segs)-1]
 	o.diskBytes += o.activeSize - last.bytes
 	last.bytes, last.count = o.activeSize, o.activeCount
-	o.writtenNext = o.activeNext // seqs are ascending, not contiguous
-	o.writtenOff = o.activeSize
 	o.writing = 0
+	o.mu.Unlock()
+	return nil
+}
+
+// writeTail writes the tail up to file offset end and publishes what is
+// written: writtenNext is the seq after the last record wholly written
+// (seqs are ascending, not contiguous).
+func (o *Outbox) writeTail(end int64) error {
+	k := int(end - o.activeOff)
+	if k <= 0 {
+		return nil
+	}
+	if err := o.writeActive(o.tail[:k]); err != nil {
+		return err
+	}
+	rest := copy(o.tail, o.tail[k:])
+	o.tail = o.tail[:rest]
+	next := uint64(0)
+	done := o.streamBase + o.activeOff
+	for _, h := range o.held {
+		if h.pos > done {
+			break
+		}
+		if h.e.err == nil && !h.e.noWrite {
+			next = h.e.seq + 1
+		}
+	}
+	o.mu.Lock()
+	if next > o.writtenNext {
+		o.writtenNext = next
+	}
+	o.writtenOff = o.activeOff
 	if o.opts.Fsync == FsyncInterval {
 		o.durableNext, o.durableOff = o.writtenNext, o.writtenOff
 		broadcast(&o.dataCh)
@@ -351,6 +471,7 @@ func (o *Outbox) rotate(first uint64) error {
 	o.writtenNext = o.activeNext
 	o.writtenOff = o.activeSize
 	o.mu.Unlock()
+	o.streamBase += o.activeSize
 	if err := o.seal(); err != nil {
 		return err
 	}

@@ -108,13 +108,10 @@ func TestCommitInterval(t *testing.T) {
 
 // TestCommitIntervalHalfFullQueue: a queue that reaches commitEarlyBytes
 // (or half of its 1 MiB limit, if that is less) is committed at once, not
-// after the interval.
+// after the interval: its whole pages (the partly filled last page waits).
 func TestCommitIntervalHalfFullQueue(t *testing.T) {
 	o := openT(t, Options{Dir: t.TempDir(), CommitInterval: time.Hour})
 	m := Message{Topic: "t", QoS: 1, Payload: make([]byte, 1<<10)}
-	if _, err := o.Append(context.Background(), m); err != nil { // after idle: at once
-		t.Fatal(err)
-	}
 	durable := func() uint64 {
 		o.mu.Lock()
 		defer o.mu.Unlock()
@@ -126,6 +123,12 @@ func TestCommitIntervalHalfFullQueue(t *testing.T) {
 		return len(o.qbuf)
 	}
 	early := o.commitEarly()
+	// The first pass after idle goes at once: let it take one message
+	// (held in the tail page, which waits for the interval).
+	if err := o.AppendAsync(context.Background(), m, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the first pass", func() bool { return queued() == 0 })
 	n := 1
 	for queued()+2*recordSize(&m) < early { // stay just under the threshold
 		if err := o.AppendAsync(context.Background(), m, nil); err != nil {
@@ -134,8 +137,8 @@ func TestCommitIntervalHalfFullQueue(t *testing.T) {
 		n++
 	}
 	time.Sleep(100 * time.Millisecond) // no event to await: asserting an absence
-	if d := durable(); d != 1 {
-		t.Fatalf("durable up to %d before the queue reached %d bytes, want 1", d, early)
+	if d := durable(); d != 0 {
+		t.Fatalf("durable up to %d before the queue reached %d bytes, want 0", d, early)
 	}
 	for queued() > 0 && queued() < early {
 		if err := o.AppendAsync(context.Background(), m, nil); err != nil {
@@ -143,7 +146,8 @@ func TestCommitIntervalHalfFullQueue(t *testing.T) {
 		}
 		n++
 	}
-	waitFor(t, 10*time.Second, fmt.Sprintf("the early commit (n=%d)", n), func() bool { return durable() == uint64(n) })
+	perPage := uint64(pageSize / recordSize(&m))
+	waitFor(t, 10*time.Second, fmt.Sprintf("the early commit (n=%d)", n), func() bool { return durable()+perPage >= uint64(n) })
 }
 
 // TestAckLogSyncedWhileAcksChange: acknowledgements reach stable storage

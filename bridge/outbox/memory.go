@@ -273,6 +273,7 @@ func (o *Outbox) memPopLocked(n int) {
 // in inCommit until the committer hands its callback over, so that a
 // newer message acknowledged from memory completes after it.
 func (o *Outbox) queueLocked(e entry) {
+	e.queued = time.Now()
 	o.qents = append(o.qents, e)
 	o.inCommit++
 }

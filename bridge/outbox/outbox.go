@@ -89,7 +89,16 @@ type entry struct {
 	t          time.Time
 	done       func(uint64, error)
 	err        error
-	noWrite    bool // acknowledged from memory: only its callback is due
+	noWrite    bool      // acknowledged from memory: only its callback is due
+	queued     time.Time // when it was queued for the committer
+}
+
+// heldEntry is a taken entry whose callback waits until the stream is
+// written up to pos (the end of its record, or of the records before it):
+// its record may be in the tail page, which waits to fill.
+type heldEntry struct {
+	e   entry
+	pos int64 // stream position (streamBase + file offset)
 }
 
 type releaseReq struct {
@@ -172,7 +181,10 @@ type Outbox struct {
 	activeCount uint64
 	activeNext  uint64 // seq after the last record of the active segment
 	activeSize  int64  // bytes of records in it, once this pass is written
-	activeOff   int64  // bytes written to it
+	activeOff   int64  // bytes written to it (tail follows)
+	tail        []byte // bytes after activeOff placed but not yet written
+	held        []heldEntry
+	streamBase  int64 // stream position of offset 0 of the active segment
 	stateF      *os.File
 	stateSize   int64
 	stateDirty  bool      // ack log written since its last sync

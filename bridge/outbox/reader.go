@@ -208,7 +208,7 @@ func (o *Outbox) Next(ctx context.Context) (Message, error) {
 			// A reader waiting at the end means the link is up and keeping
 			// up: the committer does not hold messages back for it.
 			o.readerWaiting++
-			hurry := len(o.qents) > 0 && o.opts.CommitInterval > 0
+			hurry := o.inCommit > 0 && o.opts.CommitInterval > 0
 			o.mu.Unlock()
 			if hurry {
 				o.wake()

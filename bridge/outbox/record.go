@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Segment file layout. Both versions share the header (integers little
+// Segment file layout. Every version shares the header (integers little
 // endian):
 //
 //	header  : magic "EGWOBX" (6) | version (1) | reserved (1) | first seq (8)
@@ -27,6 +27,21 @@ import (
 // payload on a 13-byte topic takes 131 bytes (145 in version 1, and 156
 // with the origin 0.1 stored for every message).
 //
+// Version 3 (written since 0.3) holds version-2 records laid out in file
+// pages of pageSize bytes: a record no longer than a page never crosses a
+// page boundary, and what is left of a page that cannot hold the next
+// record is zeros (padding). A commit under CommitInterval writes whole
+// pages only: a partly filled last page waits in memory until it fills or
+// its oldest record has waited CommitInterval (or a reader waits, or at
+// Close), and is then written padded with zeros, so the next commit starts
+// on a fresh page. No commit ever rewrites a page holding acknowledged
+// records: a torn write after a power cut can damage only the commit in
+// progress, whose messages were not yet acknowledged. A zero byte where a
+// record's length should be is padding only if the rest of its page is
+// zeros too; otherwise it is damage (a zeroed stretch in the middle of a
+// page must not hide the records after it). Version-2 segments are read
+// by the same rule (a version-2 length is never zero).
+//
 // Version 1 (edgegw 0.1, still read):
 //
 //	record* : body length (4) | CRC32C of body (4) | body
@@ -36,9 +51,14 @@ import (
 // The seq inside the body lets recovery and the reader check that a record
 // sits where its seq says it should, and resynchronise after damage.
 const (
-	segMagic      = "EGWOBX"
-	segVersion1   = 1
-	segVersion    = 2 // written
+	segMagic    = "EGWOBX"
+	segVersion1 = 1
+	segVersion2 = 2
+	segVersion  = 3 // written
+	// pageSize is the unit of a commit and of the record layout of
+	// version 3: the page of the page cache and the block of the file
+	// system (ext4's default; a smaller block still divides it).
+	pageSize      = 4096
 	segHeaderSize = 16
 	// v1 record header and fixed body part.
 	recHeaderSize = 8
@@ -77,13 +97,26 @@ func checkSegHeader(b []byte, first uint64) (byte, error) {
 	if len(b) < segHeaderSize || string(b[:6]) != segMagic {
 		return 0, errors.New("bad magic")
 	}
-	if b[6] != segVersion1 && b[6] != segVersion {
+	if !knownVersion(b[6]) {
 		return 0, fmt.Errorf("unknown version %d", b[6])
 	}
 	if got := binary.LittleEndian.Uint64(b[8:]); got != first {
 		return 0, fmt.Errorf("header says first seq %d, name says %d", got, first)
 	}
 	return b[6], nil
+}
+
+func knownVersion(v byte) bool { return v == segVersion1 || v == segVersion2 || v == segVersion }
+
+// padBefore is how many zeros go before a record of n bytes appended at
+// file offset off: the rest of the page when the record does not fit in
+// it (a record longer than a page starts on a page boundary).
+func padBefore(off, n int64) int64 {
+	room := pageSize - off%pageSize
+	if room == pageSize || n <= room {
+		return 0
+	}
+	return room
 }
 
 // storedOrigin is the origin kept on disk: only QoS 2 needs it (DUP
@@ -252,6 +285,18 @@ func (rr *recordReader) nextBody() ([]byte, error) {
 			return nil, fmt.Errorf("%w: length %d", errCorrupt, n)
 		}
 	} else {
+		for {
+			c, err := rr.r.Peek(1)
+			if err != nil {
+				return nil, headerErr(err)
+			}
+			if c[0] != 0 {
+				break
+			}
+			if err := rr.skipPadding(); err != nil {
+				return nil, err
+			}
+		}
 		for shift := uint(0); ; shift += 7 {
 			c, err := rr.r.ReadByte()
 			if err != nil {
@@ -301,6 +346,28 @@ func (rr *recordReader) nextBody() ([]byte, error) {
 	}
 	rr.off += int64(hlen) + int64(n)
 	return body, nil
+}
+
+// skipPadding moves past the zeros that end a page, at rr.off: it returns
+// io.EOF if the stream ends in them, and errCorrupt (wrapped) if the rest
+// of the page is not all zeros (damage, not padding).
+func (rr *recordReader) skipPadding() error {
+	n := int(pageSize - rr.off%pageSize)
+	b, err := rr.r.Peek(n)
+	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
+		return err
+	}
+	for _, c := range b {
+		if c != 0 {
+			return fmt.Errorf("%w: zero length byte in a page that is not padding", errCorrupt)
+		}
+	}
+	if len(b) < n {
+		return io.EOF
+	}
+	_, _ = rr.r.Discard(n)
+	rr.off += int64(n)
+	return nil
 }
 
 func headerErr(err error) error {

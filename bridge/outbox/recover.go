@@ -35,6 +35,9 @@ func (o *Outbox) recover() error {
 		return fmt.Errorf("list spare segments: %w", err)
 	}
 	if len(firsts) == 0 {
+		if st.floor == 0 && len(o.spares) == 0 && o.holdsTail() {
+			o.prefill()
+		}
 		// Fresh, or every segment deleted: the ack floor carries the next seq.
 		if err := o.createSegment(max(1, st.floor)); err != nil {
 			return err

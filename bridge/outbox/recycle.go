@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Recycling. A fully acknowledged segment is renamed to a spare
@@ -65,4 +67,61 @@ func (o *Outbox) reuseSpare(path string) (*os.File, int64, error) {
 		return f, max(fi.Size(), segHeaderSize), nil
 	}
 	return nil, 0, nil
+}
+
+// prefillFree is how many times the prefill's size the file system must
+// have free for a new outbox to prefill at all.
+const prefillFree = 4
+
+// prefill writes, once, when a new outbox is created under CommitInterval,
+// maxSpares+1 spare files of SegmentBytes zeros (fsync'd): the first
+// segment and the spares for the next ones. A commit into blocks written
+// already costs its data pages alone; into preallocated (unwritten) blocks
+// it also costs the journal block that records their conversion, about
+// 12 KiB per commit, measured: 7.8 instead of 4.6 disk bytes per payload
+// byte at 20 msg/s. The first outage of a new gateway therefore pays the
+// same as later ones, for a one-time write of 3 x SegmentBytes (24 MiB by
+// default) at install. It is skipped (Info) when the file system has less
+// than prefillFree times that free, and a failure only costs wear (Warn).
+func (o *Outbox) prefill() {
+	n := maxSpares + 1
+	total := int64(n) * o.opts.SegmentBytes
+	var fs unix.Statfs_t
+	if err := unix.Statfs(o.opts.Dir, &fs); err != nil || int64(fs.Bavail)*int64(fs.Bsize) < prefillFree*total {
+		o.log.Info("outbox: not enough free space to prefill segments; the first outage writes into new (preallocated) segments", "dir", o.opts.Dir, "prefill_bytes", total)
+		return
+	}
+	zeros := make([]byte, min(o.opts.SegmentBytes, 1<<20))
+	for i := range n {
+		path := filepath.Join(o.opts.Dir, fmt.Sprintf("prefill%d%s", i, spareSuffix))
+		if err := writeZeros(path, o.opts.SegmentBytes, zeros); err != nil {
+			os.Remove(path)
+			o.log.Warn("outbox: cannot prefill a spare segment; the first outage writes into new (preallocated) segments", "file", path, "err", err)
+			break
+		}
+		o.spares = append(o.spares, path)
+	}
+	if err := syncDir(o.opts.Dir); err != nil {
+		o.log.Warn("outbox: cannot sync dir after prefilling segments", "dir", o.opts.Dir, "err", err)
+	}
+}
+
+// writeZeros creates path holding size zero bytes, durably.
+func writeZeros(path string, size int64, zeros []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+	if err != nil {
+		return err
+	}
+	for off := int64(0); off < size && err == nil; {
+		k := min(int64(len(zeros)), size-off)
+		_, err = f.WriteAt(zeros[:k], off)
+		off += k
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

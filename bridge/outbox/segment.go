@@ -99,7 +99,7 @@ func readFirstTime(path string, first uint64) (time.Time, error) {
 // damaged: the version byte if it is a known one, else the version whose
 // record parses at the start.
 func guessVersion(f io.ReaderAt, hdr []byte, first uint64, size int64) byte {
-	if len(hdr) > 6 && (hdr[6] == segVersion1 || hdr[6] == segVersion) {
+	if len(hdr) > 6 && knownVersion(hdr[6]) {
 		return hdr[6]
 	}
 	if at, _, ok, _ := findRecord(f, segVersion1, segHeaderSize, min(size, segHeaderSize+1), first, ^uint64(0)); ok && at == segHeaderSize {
