@@ -218,11 +218,12 @@ func recordSpans(t *testing.T, path string) []recordSpan {
 	rr := recordReader{r: bufio.NewReader(f), ver: segVersion, off: segHeaderSize}
 	var out []recordSpan
 	for {
-		off := rr.off
 		body, err := rr.nextBody()
 		if err != nil {
 			return out // the end, or the preallocated zeros after it
 		}
+		// Where it starts: after any padding nextBody skipped.
+		off := rr.off - int64(uvarintLen(uint64(len(body)))+4+len(body))
 		v, err := parseBody(segVersion, body)
 		if err != nil {
 			t.Fatal(err)

@@ -73,6 +73,10 @@ func (o *Outbox) reuseSpare(path string) (*os.File, int64, error) {
 // have free for a new outbox to prefill at all.
 const prefillFree = 4
 
+// noPrefill turns prefill off (tests: the wear of an outage longer than
+// the prefilled segments).
+var noPrefill bool
+
 // prefill writes, once, when a new outbox is created under CommitInterval,
 // maxSpares+1 spare files of SegmentBytes zeros (fsync'd): the first
 // segment and the spares for the next ones. A commit into blocks written
@@ -84,6 +88,9 @@ const prefillFree = 4
 // default) at install. It is skipped (Info) when the file system has less
 // than prefillFree times that free, and a failure only costs wear (Warn).
 func (o *Outbox) prefill() {
+	if noPrefill {
+		return
+	}
 	n := maxSpares + 1
 	total := int64(n) * o.opts.SegmentBytes
 	var fs unix.Statfs_t

@@ -153,7 +153,8 @@ func measureWear(t testing.TB, opts Options, rate int, d time.Duration, maxMsgs 
 // 30) and at saturation (WEAR_MSGS, default 200000), from a fresh outbox
 // and (recycled) after an earlier outage was drained, on a loop-mounted ext4
 // (as root; skipped otherwise), with CommitInterval WEAR_COMMIT (default
-// 1s). Run one at a time:
+// 2s). "fresh" is an outage longer than the prefilled segments and spares:
+// it writes into new, fallocated segments. Run one at a time:
 //
 //	go test -run x -bench Wear -benchtime 1x ./bridge/outbox/
 func BenchmarkWear(b *testing.B) {
@@ -165,7 +166,7 @@ func BenchmarkWear(b *testing.B) {
 	if msgs <= 0 {
 		msgs = 200000
 	}
-	commit := time.Second
+	commit := 2 * time.Second
 	if v := os.Getenv("WEAR_COMMIT"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -174,9 +175,11 @@ func BenchmarkWear(b *testing.B) {
 		commit = d
 	}
 	for _, c := range []struct {
-		rate int
-		warm bool
-	}{{20, false}, {200, false}, {0, false}, {20, true}, {200, true}} {
+		rate  int
+		warm  bool
+		fresh bool
+	}{{20, false, false}, {200, false, false}, {0, false, false}, {20, true, false}, {200, true, false},
+		{20, false, true}, {200, false, true}, {0, false, true}} {
 		name := fmt.Sprintf("rate=%d", c.rate)
 		if c.rate == 0 {
 			name = "rate=saturation"
@@ -184,8 +187,13 @@ func BenchmarkWear(b *testing.B) {
 		if c.warm {
 			name += "/recycled"
 		}
+		if c.fresh {
+			name += "/fresh"
+		}
 		b.Run(name, func(b *testing.B) {
 			var r wearResult
+			noPrefill = c.fresh
+			defer func() { noPrefill = false }()
 			for i := 0; i < b.N; i++ {
 				r = measureWear(b, Options{CommitInterval: commit}, c.rate, time.Duration(secs)*time.Second, msgs, c.warm)
 			}

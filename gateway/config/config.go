@@ -256,7 +256,7 @@ func Default() Config {
 			// Measured on ext4, link down, 100-byte messages (the wear
 			// benchmark in bridge/outbox): 1 s brings 20 msg/s from 151
 			// to about 7 block-device bytes per payload byte.
-			CommitInterval: Duration{Duration: 1e9},
+			CommitInterval: Duration{Duration: 2e9},
 		},
 	}
 }
