@@ -37,12 +37,15 @@
 // "EGWOBX", version, first seq) and holds records of
 // length | CRC32C (Castagnoli) | body; the body carries the seq, time, QoS,
 // retain flag, topic and payload, and for QoS 2 the origin client id and
-// packet id (record.go has both layouts: version 2 with varints is
-// written, 131 bytes for a 100-byte payload on a 13-byte topic; version 1
-// of 0.1 is still read, and a version-1 active segment is sealed at Open).
-// A new segment is preallocated to SegmentBytes with fallocate and written
-// in place, so a commit changes no file size; it is cut to its records
-// when sealed (before the next one is created). The ack log holds
+// packet id (record.go has the layouts: version 3 is written, version-2
+// records with varints, 131 bytes for a 100-byte payload on a 13-byte
+// topic, laid out in 4 KiB pages: a record never crosses a page boundary
+// and the rest of a page that cannot hold the next record is zero
+// padding; versions 2 and 1 (0.1) are still read, and a version-1 active
+// segment is sealed at Open). A new segment is written in place in a file
+// already SegmentBytes long (a recycled or prefilled spare, else
+// preallocated with fallocate), so a commit changes no file size; it is
+// cut to its records when sealed (before the next one is created). The ack log holds
 // checksummed records: the ack floor, ranges of acknowledged seqs and QoS
 // 2 release marks; it is compacted (write temp, fsync, rename, fsync dir)
 // when it passes 256 KiB and at Close. A segment is deleted as soon as
@@ -60,10 +63,20 @@
 // group commit: a message is reported durable only after the sync that
 // covers it, and one sync serves every message of the pass. With
 // CommitInterval the committer commits at most once per interval while no
-// Next waits for data (the link is down or behind), so a commit carries
-// whole pages of many messages instead of a partial page per message; a
-// waiting reader, a half-full queue, a release mark or Close commit at
-// once. FsyncAlways writes and syncs each message on its own.
+// Next waits for data (the link is down or behind), and writes whole pages
+// only: the partly filled last page waits in memory until it fills, or its
+// oldest record has waited CommitInterval, or a Next waits for it, or at
+// Close; then it is written padded with zeros, and the next commit starts
+// on a new page. A waiting reader, commitEarlyBytes queued, a release mark
+// or Close end the interval at once. So no commit rewrites a page holding
+// acknowledged records: this is a durability gain as well as a wear gain,
+// since a torn write after a power cut can damage only the commit in
+// progress, whose messages were not yet acknowledged (a page written again
+// in place can lose what an earlier commit made durable in it). The one
+// exception is the first commit after Open, which continues the last page
+// the previous run left. A message waits for its PUBACK at most about
+// CommitInterval (twice it when it arrives just after a commit and then
+// waits in the last page). FsyncAlways writes and syncs each message on its own.
 // FsyncInterval syncs every FsyncInterval and reports messages after the
 // write, before the sync: that survives kill -9 of the process but not a
 // power loss, and is weaker than the other modes; a failed periodic sync
@@ -78,18 +91,30 @@
 // only causes a resend).
 //
 // Measured with BenchmarkWear (wear_test.go: ext4 on its own loop device,
-// link down, 100-byte QoS 1 messages, block-device bytes per payload byte,
-// journal included): 0.1 wrote 151 at 20 msg/s, 157 at 200 msg/s and 1.61
-// at saturation; with CommitInterval 1s 7.6, 2.2 and 1.32. What remains at
-// low rates is per commit: the partly filled last page written again, and
-// the journal block recording that preallocated (unwritten) blocks now
-// hold data. Zero-filled instead of fallocated segments avoid the latter
-// (4.4 instead of 7.8 at 20 msg/s, version-1 records) but write every
-// segment twice (2.85 at saturation), so they are not used. Recycled
-// segments (recycle.go) avoid it for free: in an outage that starts after
-// an earlier one was drained, 4.7 at 20 msg/s and 1.63 at 200 msg/s; the
-// first outage of a new outbox, or the part of one beyond the spares
-// (2 segments), writes into fresh fallocated segments.
+// 4 KiB blocks, journal; link down, 100-byte QoS 1 messages, block-device
+// bytes per payload byte, journal included; 30 s windows): 0.1 wrote 151
+// at 20 msg/s, 157 at 200 msg/s and 1.61 at saturation; version 2 with
+// CommitInterval 1s in fallocated segments 7.6, 2.2 and 1.32 (the last
+// page rewritten per commit, and about 12 KiB of journal per commit
+// recording that unwritten blocks now hold data). Now, with CommitInterval
+// 2s (the gateway's default), whole pages and prefilled segments: 2.66,
+// 1.39 and 1.33; in recycled segments (a later outage) 2.73 and 1.44 at
+// 20 and 200 msg/s; in fresh fallocated segments (an outage longer than
+// the prefilled three) 5.05, 1.79 and 1.35. At saturation the figure is
+// the record size (131 bytes per 100-byte payload). What remains at 20 msg/s is
+// mostly ext4's own: every write dirties the inode's mtime, which the 5 s
+// journal commit writes (about 12 KiB per 5 s, 1.2 B/B at 20 msg/s)
+// whatever we do, unless the file system is mounted lazytime.
+//
+// Blocks already written cost a commit nothing in the journal; blocks
+// preallocated with fallocate cost it that conversion. So a new outbox
+// (under CommitInterval) prefills once its first segment and two spares
+// with zeros, 3 x SegmentBytes (24 MiB by default) written at creation
+// (recycle.go), and acknowledged segments are kept as spares. An outage
+// longer than those three segments writes into new fallocated segments,
+// which pay the conversion per commit again (the "fresh" rows); zeroing
+// them ahead instead would write every byte twice (1 B/B more at every
+// rate), so they stay fallocated, the cheaper at saturation.
 //
 // # Storage errors
 //
