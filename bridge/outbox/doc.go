@@ -75,8 +75,8 @@
 // in place can lose what an earlier commit made durable in it). The one
 // exception is the first commit after Open, which continues the last page
 // the previous run left. A message waits for its PUBACK at most about
-// CommitInterval (twice it when it arrives just after a commit and then
-// waits in the last page). FsyncAlways writes and syncs each message on its own.
+// CommitInterval: the last page's deadline counts from when its oldest
+// message was queued. FsyncAlways writes and syncs each message on its own.
 // FsyncInterval syncs every FsyncInterval and reports messages after the
 // write, before the sync: that survives kill -9 of the process but not a
 // power loss, and is weaker than the other modes; a failed periodic sync
