@@ -127,3 +127,45 @@ func TestZeroedRecordIsDamageNotPadding(t *testing.T) {
 		t.Fatalf("dropped corrupt %d, want 1 (the zeroed record)", st.Dropped["corrupt"])
 	}
 }
+
+// TestPrefillOnce: a new outbox under CommitInterval writes its first
+// segment and maxSpares spares full of zeros at creation, and only then:
+// reopening it, or one without CommitInterval, prefills nothing.
+func TestPrefillOnce(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		interval time.Duration
+		spares   int
+	}{{"commit interval", 100 * time.Millisecond, maxSpares}, {"no commit interval", 0, 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := Options{Dir: dir, CommitInterval: c.interval, SegmentBytes: 64 << 10}
+			o := openT(t, opts)
+			sp, err := listSpares(dir)
+			if err != nil || len(sp) != c.spares {
+				t.Fatalf("%d spares after creation (%v), want %d", len(sp), err, c.spares)
+			}
+			for _, p := range sp {
+				if b, err := os.ReadFile(p); err != nil || int64(len(b)) != opts.SegmentBytes || !bytes.Equal(b, make([]byte, len(b))) {
+					t.Fatalf("spare %s: %d bytes (%v), want %d zeros", p, len(b), err, opts.SegmentBytes)
+				}
+			}
+			if c.spares > 0 {
+				seg := readSeg(t, o)
+				if int64(len(seg)) != opts.SegmentBytes || !bytes.Equal(seg[segHeaderSize:], make([]byte, len(seg)-segHeaderSize)) {
+					t.Fatalf("first segment: %d bytes, want %d: its header and zeros", len(seg), opts.SegmentBytes)
+				}
+			}
+			appendN(t, o, 0, 3)
+			o.Close()
+			// Reopened, the spares used up: nothing is written again.
+			for _, p := range sp {
+				os.Remove(p)
+			}
+			openT(t, opts).Close()
+			if sp, _ := listSpares(dir); len(sp) != 0 {
+				t.Fatalf("%d spares made at a reopen, want 0", len(sp))
+			}
+		})
+	}
+}
