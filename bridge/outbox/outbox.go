@@ -342,7 +342,7 @@ func (o *Outbox) AppendAsync(ctx context.Context, m Message, done func(seq uint6
 		// publisher resends — which a slightly smaller message, or usage
 		// overstated while a pass rotates segments, would otherwise allow.
 		refusing := o.opts.Full == DropNewest && o.epNewest.active
-		if o.opts.MaxBytes > 0 && o.opts.Full != DropOldest && (refusing || o.usageLocked()+int64(size) > o.opts.MaxBytes) {
+		if o.opts.MaxBytes > 0 && o.opts.Full != DropOldest && (refusing || o.usageLocked()+padWeight(int64(size)) > o.opts.MaxBytes) {
 			if o.opts.Full == DropNewest {
 				o.st.dropped["full_newest"]++
 				o.epNewest.drop(o.log, 1, "max_bytes", o.opts.MaxBytes)
@@ -447,6 +447,21 @@ func (o *Outbox) wake() {
 	case o.kick <- struct{}{}:
 	default:
 	}
+}
+
+// padWeight is what a record of size bytes may cost on disk, at most,
+// when it is admitted under MaxBytes: itself, the padding before it when
+// it does not fit in the rest of its page (spread over the page's
+// records), and one page of slack for the padding a commit of a partly
+// filled last page adds (holdsTail).
+func padWeight(size int64) int64 {
+	switch {
+	case size >= pageSize:
+		return size + 2*pageSize
+	case 2*size >= pageSize:
+		return 2 * pageSize
+	}
+	return size + (size*size+pageSize-size-1)/(pageSize-size) + pageSize
 }
 
 // usageLocked is what counts against MaxBytes: segments, queued records

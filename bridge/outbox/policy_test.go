@@ -135,8 +135,10 @@ func TestFullBlock(t *testing.T) {
 	if st := o.Stats(); st.Appended >= policyN || !st.Full || st.Bytes > policyMax {
 		t.Fatalf("not blocked at the limit: %+v", st)
 	}
+	// The largest message (payloadFor(49)): one smaller than the blocked
+	// one may still fit.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	err := o.AppendAsync(ctx, msgFor(0), nil)
+	err := o.AppendAsync(ctx, msgFor(49), nil)
 	cancel()
 	if !errors.Is(err, ErrFull) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("blocked AppendAsync with an ending ctx: %v", err)
