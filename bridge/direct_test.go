@@ -45,17 +45,7 @@ func TestDirectSends(t *testing.T) {
 			if !b.direct {
 				t.Fatal("direct sends are off")
 			}
-			fc := fb.next(t, 10*time.Second)
-			if err := fc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, Properties: packets.Properties{ReceiveMaximum: tc.receiveMax}}); err != nil {
-				t.Fatal(err)
-			}
-			deadline := time.Now().Add(10 * time.Second)
-			for !b.Stats().LinkUp {
-				if time.Now().After(deadline) {
-					t.Fatal("link not up within 10 s")
-				}
-				time.Sleep(time.Millisecond) // polling a status, bounded
-			}
+			fc := acceptUp(t, fb, b, tc.receiveMax)
 			total := tc.publishers * tc.each
 			pad := strings.Repeat("x", tc.payload)
 
@@ -210,17 +200,7 @@ func TestBatchedCompletions(t *testing.T) {
 		o.Rules = []Rule{{Pattern: "r/#", Direction: Out, QoS: 1}}
 		o.Batch = rb
 	})
-	fc := fb.next(t, 10*time.Second)
-	if err := fc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !b.Stats().LinkUp {
-		if time.Now().After(deadline) {
-			t.Fatal("link not up within 10 s")
-		}
-		time.Sleep(time.Millisecond) // polling a status, bounded
-	}
+	fc := acceptUp(t, fb, b, 0)
 	const n = 10
 	held := make(chan bool, n)
 	for i := 0; i < n; i++ {
@@ -255,6 +235,7 @@ func TestBatchedCompletions(t *testing.T) {
 		}
 	}
 	// The reader releases before it reads again: it is reading now.
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		rb.mu.Lock()
 		h, holds, rel := rb.held, rb.holds, rb.releases
@@ -270,4 +251,23 @@ func TestBatchedCompletions(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond) // polling, bounded by the deadline
 	}
+}
+
+// acceptUp takes the bridge's next connection to the fake broker, answers
+// its CONNECT with a CONNACK announcing receiveMax (0: none) and waits,
+// bounded, until the bridge says its link is up.
+func acceptUp(t *testing.T, fb *fakeBroker, b *Bridge, receiveMax uint16) *fakeConn {
+	t.Helper()
+	fc := fb.next(t, 10*time.Second)
+	if err := fc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, Properties: packets.Properties{ReceiveMaximum: receiveMax}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !b.Stats().LinkUp {
+		if time.Now().After(deadline) {
+			t.Fatal("link not up within 10 s")
+		}
+		time.Sleep(time.Millisecond) // polling a status, bounded
+	}
+	return fc
 }

@@ -66,6 +66,17 @@ func (f *fakeConn) read() (packets.Packet, error) {
 // send encodes and writes a packet to the bridge.
 func (f *fakeConn) send(pk packets.Packet) error {
 	pk.ProtocolVersion = f.ver
+	b, err := encodeServerPacket(pk)
+	if err != nil {
+		return err
+	}
+	_, err = f.nc.Write(b)
+	return err
+}
+
+// encodeServerPacket encodes a packet a broker sends, with mochi's
+// encoders, at pk.ProtocolVersion.
+func encodeServerPacket(pk packets.Packet) ([]byte, error) {
 	var buf bytes.Buffer
 	var err error
 	switch pk.FixedHeader.Type {
@@ -86,11 +97,7 @@ func (f *fakeConn) send(pk packets.Packet) error {
 	default:
 		err = fmt.Errorf("fake broker cannot send type %d", pk.FixedHeader.Type)
 	}
-	if err != nil {
-		return err
-	}
-	_, err = f.nc.Write(buf.Bytes())
-	return err
+	return buf.Bytes(), err
 }
 
 // fakeBroker accepts TCP connections on loopback and runs serve for each,

@@ -76,20 +76,11 @@ func TestReadAck(t *testing.T) {
 		for _, ver := range []byte{4, 5} {
 			pk := tc.pk
 			pk.ProtocolVersion = ver
-			var buf bytes.Buffer
-			var err error
-			switch pk.FixedHeader.Type {
-			case packets.Puback:
-				err = pk.PubackEncode(&buf)
-			case packets.Pubrec:
-				err = pk.PubrecEncode(&buf)
-			case packets.Pubcomp:
-				err = pk.PubcompEncode(&buf)
-			}
+			b, err := encodeServerPacket(pk)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := readPacket(bufio.NewReader(&buf), ver)
+			got, err := readPacket(bufio.NewReader(bytes.NewReader(b)), ver)
 			if err != nil {
 				t.Fatalf("%s, version %d: %v", tc.name, ver, err)
 			}

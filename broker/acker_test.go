@@ -109,19 +109,7 @@ func TestAcksInOrder(t *testing.T) {
 			if tok := sub.Subscribe("r/#", 1, func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 				t.Fatalf("subscribe: %v", tok.Error())
 			}
-			c, err := net.DialTimeout("tcp", b.Addr("tcp").String(), 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-			br := bufio.NewReader(c)
-			if _, err := c.Write([]byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 1, 'p'}); err != nil {
-				t.Fatal(err)
-			}
-			if ca := readN(t, br, 4); ca[0] != 0x20 || ca[3] != 0 {
-				t.Fatalf("CONNACK %x", ca)
-			}
+			c, br := rawConnect(t, b)
 			for i := 1; i <= n; i += tc.burst {
 				for j := i; j < i+tc.burst && j <= n; j++ {
 					payload := fmt.Sprintf("%04d", j)
@@ -171,19 +159,7 @@ func TestHoldAcks(t *testing.T) {
 	box := &laterBox{wake: make(chan struct{}, 1)}
 	b := startBroker(t, Options{})
 	b.SetInterceptor(box)
-	c, err := net.DialTimeout("tcp", b.Addr("tcp").String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(c)
-	if _, err := c.Write([]byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 1, 'p'}); err != nil {
-		t.Fatal(err)
-	}
-	if ca := readN(t, br, 4); ca[0] != 0x20 || ca[3] != 0 {
-		t.Fatalf("CONNACK %x", ca)
-	}
+	c, br := rawConnect(t, b)
 	const n = 50
 	for j := 1; j <= n; j++ {
 		pk := []byte{0x32, 2 + 3 + 2 + 1, 0, 3, 'r', '/', 'a', byte(j >> 8), byte(j), 'x'}
@@ -225,4 +201,25 @@ func TestHoldAcks(t *testing.T) {
 			t.Fatalf("got %x, want the PUBACK of packet %d", ack, j)
 		}
 	}
+}
+
+// rawConnect opens a TCP connection to the broker and completes an MQTT
+// 3.1.1 CONNECT (client id "p", clean session) by hand, so a test can
+// write and read packets byte by byte; the connection closes with the test.
+func rawConnect(t *testing.T, b *Broker) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", b.Addr("tcp").String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	if _, err := c.Write([]byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 1, 'p'}); err != nil {
+		t.Fatal(err)
+	}
+	if ca := readN(t, br, 4); ca[0] != 0x20 || ca[3] != 0 {
+		t.Fatalf("CONNACK %x", ca)
+	}
+	return c, br
 }
