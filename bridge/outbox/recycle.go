@@ -98,7 +98,13 @@ func (o *Outbox) prefill() {
 		o.log.Info("outbox: not enough free space to prefill segments; the first outage writes into new (preallocated) segments", "dir", o.opts.Dir, "prefill_bytes", total)
 		return
 	}
-	zeros := make([]byte, min(o.opts.SegmentBytes, 1<<20))
+	// One page per write: Linux (6.16 and later) gives ext4 files large
+	// folios sized by the write, and each later commit that dirties a clean
+	// folio is counted whole in the process's write_bytes (/proc/PID/io,
+	// iotop), so 1 MiB writes here made every 60 KiB commit show as 1 MiB
+	// there (the device still wrote 60 KiB). Page-sized writes keep the
+	// count true, for 2,048 syscalls a segment, once.
+	zeros := make([]byte, pageSize)
 	for i := range n {
 		path := filepath.Join(o.opts.Dir, fmt.Sprintf("prefill%d%s", i, spareSuffix))
 		if err := writeZeros(path, o.opts.SegmentBytes, zeros); err != nil {
