@@ -240,6 +240,7 @@ func (o *Outbox) pass(b *batch) {
 		// the segment at its last durable record).
 		o.tail = o.tail[:0]
 		o.activeSize = o.activeOff
+		o.wctx.reset() // it described records not written
 		o.mu.Lock()
 		last := &o.segs[len(o.segs)-1]
 		o.diskBytes += o.activeSize - last.bytes
@@ -334,9 +335,9 @@ func (o *Outbox) writeRecords(b *batch) error {
 			o.held = append(o.held, heldEntry{e: e, pos: o.streamBase + o.activeSize})
 			continue
 		}
-		rec := b.buf[e.start:e.end]
+		v := queuedView(b.buf[e.start:e.end])
+		rec, pad, delta := o.placeRecord(&v)
 		n := int64(len(rec))
-		pad := padBefore(o.activeSize, n)
 		if o.activeCount > 0 && o.activeSize+pad+n > o.opts.SegmentBytes {
 			if err := o.writeTail(o.activeSize); err != nil {
 				return failed(i, err)
@@ -344,8 +345,10 @@ func (o *Outbox) writeRecords(b *batch) error {
 			if err := o.rotate(e.seq); err != nil {
 				return failed(i, err)
 			}
-			pad = padBefore(o.activeSize, n)
+			rec, pad, delta = o.placeRecord(&v)
+			n = int64(len(rec))
 		}
+		o.wctx.note((o.activeSize+pad)/pageSize, &v, v.time.UnixMilli()-timeEpochMs, !delta)
 		if o.activeCount == 0 {
 			o.mu.Lock()
 			o.segs[len(o.segs)-1].firstTime = e.t
@@ -398,6 +401,26 @@ func (o *Outbox) writeRecords(b *batch) error {
 	return nil
 }
 
+var zeroPage = make([]byte, pageSize)
+
+// placeRecord encodes v as the next version-4 record of the active
+// segment: a delta against the records before it in its page if it
+// starts in the same page (compact), else absolute. It returns the record
+// (valid until the next call), the padding that goes before it and
+// whether it is a delta.
+func (o *Outbox) placeRecord(v *recView) ([]byte, int64, bool) {
+	page := o.activeSize / pageSize
+	delta := o.wctx.canDelta(page, v.seq)
+	o.recBuf, o.bodyBuf = appendRecordV4(o.recBuf[:0], o.bodyBuf, &o.wctx, v, delta)
+	pad := padBefore(o.activeSize, int64(len(o.recBuf)))
+	if pad > 0 && delta {
+		// It starts the next page: absolute there.
+		o.recBuf, o.bodyBuf = appendRecordV4(o.recBuf[:0], o.bodyBuf, &o.wctx, v, false)
+		pad, delta = padBefore(o.activeSize, int64(len(o.recBuf))), false
+	}
+	return o.recBuf, pad, delta
+}
+
 // writeTail writes the tail up to file offset end and publishes what is
 // written: writtenNext is the seq after the last record wholly written
 // (seqs are ascending, not contiguous).
@@ -408,6 +431,15 @@ func (o *Outbox) writeTail(end int64) error {
 	}
 	if err := o.writeActive(o.tail[:k]); err != nil {
 		return err
+	}
+	if r := o.activeOff % pageSize; r != 0 {
+		// The rest of a partly written page goes as zeros in the same
+		// write-back (the device writes the whole block anyway): in a
+		// recycled file, old records there could otherwise be taken for
+		// the continuation of the page, whose deltas they do not fit.
+		if _, err := o.active.WriteAt(zeroPage[:pageSize-r], o.activeOff); err != nil {
+			return fmt.Errorf("write %s: %w", o.active.Name(), err)
+		}
 	}
 	rest := copy(o.tail, o.tail[k:])
 	o.tail = o.tail[:rest]
@@ -486,6 +518,7 @@ func (o *Outbox) rotate(first uint64) error {
 		return err
 	}
 	o.active, o.activeFirst, o.activeCount, o.activeSize, o.activeOff = f, first, 0, segHeaderSize, segHeaderSize
+	o.wctx.reset()
 	o.activeNext = first
 	o.mu.Lock()
 	o.segs = append(o.segs, segInfo{first: first, bytes: segHeaderSize})

@@ -179,10 +179,13 @@ type Outbox struct {
 	active      *os.File
 	activeFirst uint64
 	activeCount uint64
-	activeNext  uint64 // seq after the last record of the active segment
-	activeSize  int64  // bytes of records in it, once this pass is written
-	activeOff   int64  // bytes written to it (tail follows)
-	tail        []byte // bytes after activeOff placed but not yet written
+	activeNext  uint64  // seq after the last record of the active segment
+	activeSize  int64   // bytes of records in it, once this pass is written
+	activeOff   int64   // bytes written to it (tail follows)
+	tail        []byte  // bytes after activeOff placed but not yet written
+	wctx        pageCtx // version-4 context of the page the next record goes in
+	recBuf      []byte  // the record being placed (placeRecord)
+	bodyBuf     []byte  // its body
 	held        []heldEntry
 	streamBase  int64 // stream position of offset 0 of the active segment
 	stateF      *os.File

@@ -126,7 +126,7 @@ func TestSegmentsDeletedWhenAcked(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{Dir: dir, SegmentBytes: 4096}
 	o := openT(t, opts)
-	appendN(t, o, 0, 300) // ~40 KiB: about ten segments
+	appendN(t, o, 0, 600) // ~28 KiB: about seven segments
 	segs := segFiles(t, dir)
 	if len(segs) < 5 {
 		t.Fatalf("%d segments, want several", len(segs))
@@ -147,7 +147,7 @@ func TestSegmentsDeletedWhenAcked(t *testing.T) {
 		t.Fatalf("first unacked %d, want %d", m.Seq, upTo+1)
 	}
 	// Ack everything: only the active segment stays, and the seq survives.
-	for s := upTo + 1; s <= 300; s++ {
+	for s := upTo + 1; s <= 600; s++ {
 		if err := o.Ack(s); err != nil {
 			t.Fatal(err)
 		}
@@ -168,8 +168,8 @@ func TestSegmentsDeletedWhenAcked(t *testing.T) {
 		t.Fatalf("stats after acking all: %+v (records end at %d)", st, res.goodSize)
 	}
 	expectNoNext(t, o)
-	if seq, err := o.Append(context.Background(), msgFor(1)); err != nil || seq != 301 {
-		t.Fatalf("append after all acked: seq %d, %v; want 301", seq, err)
+	if seq, err := o.Append(context.Background(), msgFor(1)); err != nil || seq != 601 {
+		t.Fatalf("append after all acked: seq %d, %v; want 601", seq, err)
 	}
 }
 

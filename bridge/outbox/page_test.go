@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -93,17 +94,26 @@ func TestCommitsWriteWholePages(t *testing.T) {
 
 // TestZeroedRecordIsDamageNotPadding: zeros where a record should start,
 // with records after them in the same page, are damage (counted, logged),
-// not padding: the records after them in that page are still read.
+// not padding: the records after them in that page are lost with it (their
+// deltas need it) and counted, and the next page is read.
 func TestZeroedRecordIsDamageNotPadding(t *testing.T) {
+	const n = 150
 	dir := t.TempDir()
 	o := openT(t, Options{Dir: dir})
-	appendN(t, o, 0, 20)
+	appendN(t, o, 0, n)
 	o.Close()
 	path := o.segPath(1)
 	spans := recordSpans(t, path)
 	victim := spans[3]
-	if victim.off/pageSize != spans[len(spans)-1].off/pageSize {
-		t.Fatal("fixture: the records after the victim are not in its page")
+	lost := map[uint64]bool{}
+	for _, sp := range spans[3:] {
+		if sp.off/pageSize != victim.off/pageSize {
+			break
+		}
+		lost[sp.seq] = true
+	}
+	if len(spans) != n || len(lost) < 2 || len(lost) >= n-3 {
+		t.Fatalf("fixture: %d records, %d after the victim in its page; want %d, and records after them on the next page", len(spans), len(lost), n)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
@@ -115,16 +125,20 @@ func TestZeroedRecordIsDamageNotPadding(t *testing.T) {
 	f.Close()
 	var lb logBuf
 	o2 := openT(t, Options{Dir: dir, Logger: lb.logger()})
-	for i := 0; i < 20; i++ {
-		if i == 3 {
+	for i := 0; i < n; i++ {
+		if lost[uint64(i+1)] {
 			continue
 		}
 		if m := nextT(t, o2); m.Seq != uint64(i+1) {
 			t.Fatalf("read seq %d, want %d", m.Seq, i+1)
 		}
 	}
-	if st := o2.Stats(); st.Dropped["corrupt"] != 1 {
-		t.Fatalf("dropped corrupt %d, want 1 (the zeroed record)", st.Dropped["corrupt"])
+	expectNoNext(t, o2)
+	if st := o2.Stats(); st.Dropped["corrupt"] != uint64(len(lost)) || st.TailCutBytes != 0 {
+		t.Fatalf("dropped corrupt %d, tail cut %d; want %d (the zeroed record and the rest of its page), 0", st.Dropped["corrupt"], st.TailCutBytes, len(lost))
+	}
+	if l := lb.String(); !strings.Contains(l, "level=ERROR") {
+		t.Fatalf("the damage was not logged at Error:\n%s", l)
 	}
 }
 

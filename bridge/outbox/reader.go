@@ -82,11 +82,31 @@ func (r *segReader) open(path string, first uint64, off int64, pos uint64, limit
 		}
 		off, pos = segHeaderSize, first
 	} else {
-		r.ver = segVersion // only the active segment is opened mid-way
-		r.bf.off = off
+		// Only the active segment is opened mid-way, and it is always of
+		// the version written. A record there may be a delta against the
+		// records before it in its page: read them first for the context.
+		r.ver = segVersion
+		from := max(off-off%pageSize, segHeaderSize)
+		r.bf.off = from
 		r.br.Reset(&r.bf)
+		r.rr = recordReader{r: r.br, ver: r.ver, off: from, buf: r.rr.buf, ctx: r.rr.ctx}
+		r.rr.ctx.reset()
+		for r.rr.off < off {
+			if _, err := r.rr.nextBody(); err != nil {
+				break
+			}
+		}
+		if r.rr.off != off {
+			r.rr.ctx.reset() // damaged: the page's later records are lost
+			r.bf.off = off
+			r.br.Reset(&r.bf)
+			r.rr.off = off
+		}
+		r.pos = pos
+		return nil
 	}
-	r.rr = recordReader{r: r.br, ver: r.ver, off: off, buf: r.rr.buf}
+	r.rr = recordReader{r: r.br, ver: r.ver, off: off, buf: r.rr.buf, ctx: r.rr.ctx}
+	r.rr.ctx.reset()
 	r.pos = pos
 	return nil
 }
@@ -122,13 +142,13 @@ func (r *segReader) readSeq(path string, first, want, end uint64, limit int64) (
 	}
 	r.bf.limit = limit
 	for {
-		body, err := r.rr.nextBody()
+		_, err := r.rr.nextBody()
 		if err == io.EOF {
 			return Message{}, errShort
 		}
 		var v recView
 		if err == nil {
-			v, _ = parseBody(r.ver, body) // nextBody checked it
+			v = r.rr.v
 			if v.seq < r.pos || v.seq >= end {
 				err = fmt.Errorf("%w: seq %d outside [%d, %d)", errCorrupt, v.seq, r.pos, end)
 			}
@@ -142,7 +162,7 @@ func (r *segReader) readSeq(path string, first, want, end uint64, limit int64) (
 		}
 		r.pos = v.seq + 1
 		if v.seq >= want {
-			return decodeBody(r.ver, body)
+			return decodeView(v), nil
 		}
 	}
 }
@@ -169,7 +189,8 @@ func (r *segReader) resync(cause error, end uint64) error {
 	}
 	r.bf.off = at
 	r.br.Reset(&r.bf)
-	r.rr = recordReader{r: r.br, ver: r.ver, off: at, buf: r.rr.buf}
+	r.rr = recordReader{r: r.br, ver: r.ver, off: at, buf: r.rr.buf, ctx: r.rr.ctx}
+	r.rr.ctx.reset()
 	return &damagedError{off: bad, bytes: at - bad, nextSeq: seq, cause: cause}
 }
 

@@ -145,9 +145,17 @@ func (o *Outbox) recover() error {
 			return fmt.Errorf("cut tail of %s: %w", path, err)
 		}
 	}
-	if res.version == segVersion1 && !res.badHeader {
-		// Written by 0.1: version-2 records go to a new segment.
+	if res.version != segVersion && !res.badHeader {
+		// Written by an earlier version: records of the version written
+		// now go to a new segment; this one is sealed at its records.
 		if res.count > 0 {
+			if fi, err := os.Stat(path); err != nil {
+				return err
+			} else if fi.Size() > res.goodSize {
+				if err := truncateSync(path, res.goodSize); err != nil {
+					return fmt.Errorf("seal %s: %w", path, err)
+				}
+			}
 			o.segs = append(o.segs, segInfo{first: last, count: res.count, bytes: res.goodSize, firstTime: res.firstTime})
 			o.diskBytes += res.goodSize
 			last = res.lastSeq + 1
@@ -212,6 +220,12 @@ func (o *Outbox) recover() error {
 		return err
 	}
 	o.active, o.activeFirst, o.activeCount, o.activeSize, o.activeOff = f, a.first, a.count, a.bytes, a.bytes
+	// The first commit continues the last page: its records are deltas
+	// against the ones there (placeRecord starts afresh on a new page).
+	o.wctx.reset()
+	if a.first == last && res.count > 0 && res.version == segVersion {
+		o.wctx = res.ctx
+	}
 	o.activeNext = o.nextSeq
 	if fi, err := f.Stat(); err == nil && fi.Size() < o.opts.SegmentBytes {
 		// Written by 0.1, or cut back: preallocate its rest now.

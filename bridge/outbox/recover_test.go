@@ -224,21 +224,20 @@ func recordSpans(t *testing.T, path string) []recordSpan {
 		}
 		// Where it starts: after any padding nextBody skipped.
 		off := rr.off - int64(uvarintLen(uint64(len(body)))+4+len(body))
-		v, err := parseBody(segVersion, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, recordSpan{off, rr.off, v.seq})
+		out = append(out, recordSpan{off, rr.off, rr.v.seq})
 	}
 }
 
-// TestDamageCostsOnlyItself flips bytes in a sealed segment's record, in a
-// sealed segment's header, in a record in the middle of the last segment
-// and in the last segment's header: exactly the damaged record is missing
-// (none for a header), the skip is counted and logged at Error, and no
-// torn tail is reported.
-func TestDamageCostsOnlyItself(t *testing.T) {
-	const n = 200
+// TestDamageCostsTheRestOfItsPage flips bytes in a sealed segment's
+// record, in a sealed segment's first record and header, in a record in
+// the middle of the last segment and in the last segment's header: the
+// damaged record and the records after it in its page are missing (their
+// deltas cannot be read without it), none for a header, and every other
+// record is read; the loss is counted and logged at Error, and no torn
+// tail is reported.
+func TestDamageCostsTheRestOfItsPage(t *testing.T) {
+	const n = 780
+	const segBytes = 2 * pageSize
 	cases := []struct {
 		name   string
 		seg    func(segs []uint64) uint64 // which segment
@@ -253,26 +252,34 @@ func TestDamageCostsOnlyItself(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			o := openT(t, Options{Dir: dir, SegmentBytes: 4096})
+			o := openT(t, Options{Dir: dir, SegmentBytes: segBytes})
 			appendN(t, o, 0, n)
 			o.Close()
 			segs := segFiles(t, dir)
 			victim := filepath.Join(dir, segName(c.seg(segs)))
 			spans := recordSpans(t, victim)
-			if len(spans) < 8 {
-				t.Fatalf("%s holds %d records, want more", victim, len(spans))
+			if len(spans) < 8 || spans[len(spans)-1].off < pageSize {
+				t.Fatalf("%s holds %d records in one page, want more in two", victim, len(spans))
 			}
 			b, err := os.ReadFile(victim)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var lost uint64 // 0: none
-			var at int64
+			lost := map[uint64]bool{}
+			var at, skipped int64
+			var rec recordSpan
 			if c.record < 0 {
 				at = 2 // inside the magic
 			} else {
-				sp := spans[c.record]
-				lost, at = sp.seq, (sp.off+sp.end)/2
+				rec = spans[c.record]
+				at = (rec.off + rec.end) / 2
+				for _, sp := range spans[c.record:] {
+					if sp.off/pageSize != rec.off/pageSize {
+						skipped = sp.off - rec.off // resumes at the next page's first record
+						break
+					}
+					lost[sp.seq] = true
+				}
 			}
 			for k := int64(0); k < 4; k++ { // four flipped bytes, as in the field
 				b[at+k] ^= 0x5a
@@ -284,7 +291,7 @@ func TestDamageCostsOnlyItself(t *testing.T) {
 			o = openT(t, Options{Dir: dir, SegmentBytes: 4096, Logger: lb.logger()})
 			want := uint64(1)
 			for want <= n {
-				if want == lost {
+				if lost[want] {
 					want++
 					continue
 				}
@@ -300,15 +307,14 @@ func TestDamageCostsOnlyItself(t *testing.T) {
 			if st.Messages != 0 || st.TailCutBytes != 0 {
 				t.Fatalf("stats %+v", st)
 			}
-			if lost == 0 {
+			if c.record < 0 {
 				if st.Dropped["corrupt"] != 0 || st.SkippedBytes != 0 {
 					t.Fatalf("a damaged header cost records: %+v", st)
 				}
 				return
 			}
-			rec := spans[c.record]
-			if st.Dropped["corrupt"] != 1 || st.SkippedBytes != uint64(rec.end-rec.off) {
-				t.Fatalf("corrupt %d skipped %d bytes, want 1 and %d", st.Dropped["corrupt"], st.SkippedBytes, rec.end-rec.off)
+			if len(lost) < 2 || st.Dropped["corrupt"] != uint64(len(lost)) || st.SkippedBytes != uint64(skipped) {
+				t.Fatalf("corrupt %d skipped %d bytes, want %d (the rest of the page) and %d", st.Dropped["corrupt"], st.SkippedBytes, len(lost), skipped)
 			}
 			l := lb.String()
 			if !strings.Contains(l, "level=ERROR") || !strings.Contains(l, filepath.Base(victim)) || !strings.Contains(l, fmt.Sprintf("offset=%d", rec.off)) || strings.Contains(l, "torn") {

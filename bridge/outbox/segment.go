@@ -85,6 +85,9 @@ func readFirstTime(path string, first uint64) (time.Time, error) {
 		return time.Time{}, nil // empty segment
 	}
 	rec = rec[k+4:]
+	if ver == segVersion && len(rec) > 0 {
+		rec = rec[1:] // flags; the first record is absolute
+	}
 	if _, k = binary.Uvarint(rec); k <= 0 {
 		return time.Time{}, nil
 	}
@@ -102,8 +105,18 @@ func guessVersion(f io.ReaderAt, hdr []byte, first uint64, size int64) byte {
 	if len(hdr) > 6 && knownVersion(hdr[6]) {
 		return hdr[6]
 	}
-	if at, _, ok, _ := findRecord(f, segVersion1, segHeaderSize, min(size, segHeaderSize+1), first, ^uint64(0)); ok && at == segHeaderSize {
+	lim := min(size, segHeaderSize+pageSize)
+	if at, _, ok, _ := findRecord(f, segVersion1, segHeaderSize, lim, first, ^uint64(0)); ok && at == segHeaderSize {
 		return segVersion1
+	}
+	// A version-4 body starts with its flags, a version-3 one with the
+	// seq: both may parse; the segment's first record carries a seq
+	// near the name's.
+	at4, seq4, ok4, _ := findRecord(f, segVersion, segHeaderSize, lim, first, ^uint64(0))
+	at3, seq3, ok3, _ := findRecord(f, segVersion3, segHeaderSize, lim, first, ^uint64(0))
+	ok4, ok3 = ok4 && at4 == segHeaderSize, ok3 && at3 == segHeaderSize
+	if ok3 && (!ok4 || seq3-first < seq4-first) {
+		return segVersion3
 	}
 	return segVersion
 }
@@ -121,6 +134,7 @@ type scanResult struct {
 	reason    error    // why the scan stopped before fileSize, if it did
 	damaged   []damage // damaged stretches with whole records after them
 	stale     bool     // after the last record lie records of lower seqs (a recycled file)
+	ctx       pageCtx  // version 4: the context after the last whole record
 }
 
 // damage is a stretch of a segment that holds no whole record, followed by
@@ -168,13 +182,13 @@ func scanSegment(path string, first uint64, visit func(recView)) (scanResult, er
 	res.dataEnd = -1
 	next := first // the lowest seq the next record may carry
 	for {
-		body, err := rr.nextBody()
+		_, err := rr.nextBody()
 		if err == io.EOF {
 			break
 		}
 		var v recView
 		if err == nil {
-			v, _ = parseBody(ver, body) // nextBody checked it
+			v = rr.v
 			if v.seq < next {
 				err = fmt.Errorf("%w: seq %d where %d or more was expected", errCorrupt, v.seq, next)
 			}
@@ -205,10 +219,10 @@ func scanSegment(path string, first uint64, visit func(recView)) (scanResult, er
 			}
 			br.Reset(io.NewSectionReader(f, at, res.fileSize-at))
 			rr = recordReader{r: br, ver: ver, off: at, buf: rr.buf}
-			if body, err = rr.nextBody(); err != nil { // findRecord checked it
+			if _, err = rr.nextBody(); err != nil { // findRecord checked it
 				return res, err
 			}
-			v, _ = parseBody(ver, body)
+			v = rr.v
 			res.damaged = append(res.damaged, damage{off: bad, bytes: at - bad, fromSeq: next, nextSeq: v.seq, reason: cause})
 		}
 		if res.count == 0 {
@@ -220,6 +234,9 @@ func scanSegment(path string, first uint64, visit func(recView)) (scanResult, er
 		res.count++
 		res.lastSeq, next = v.seq, v.seq+1
 		res.goodSize = rr.off
+	}
+	if ver == segVersion {
+		res.ctx = rr.ctx.clone()
 	}
 	if res.dataEnd < res.goodSize {
 		res.dataEnd = res.goodSize
@@ -275,7 +292,16 @@ func findRecord(f io.ReaderAt, ver byte, from, limit int64, minSeq, maxSeq uint6
 				continue
 			}
 			n, sum, hl = x, binary.LittleEndian.Uint32(h[k:]), k+4
-			s, k2 := binary.Uvarint(h[hl:min(len(h), hl+binary.MaxVarintLen64)])
+			at := hl
+			if ver == segVersion {
+				// Only an absolute record can be read without the
+				// records before it.
+				if h[hl]&v4Delta != 0 {
+					continue
+				}
+				at++
+			}
+			s, k2 := binary.Uvarint(h[min(len(h), at):min(len(h), at+binary.MaxVarintLen64)])
 			if k2 <= 0 {
 				continue
 			}

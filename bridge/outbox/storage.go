@@ -81,6 +81,7 @@ func (o *Outbox) recoverStorage() error {
 		return err
 	}
 	o.active, o.activeFirst, o.activeCount, o.activeSize, o.activeOff = f, next, 0, segHeaderSize, segHeaderSize
+	o.wctx.reset()
 	o.mu.Lock()
 	if last.count == 0 {
 		o.diskBytes -= last.bytes
