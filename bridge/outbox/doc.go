@@ -37,12 +37,16 @@
 // "EGWOBX", version, first seq) and holds records of
 // length | CRC32C (Castagnoli) | body; the body carries the seq, time, QoS,
 // retain flag, topic and payload, and for QoS 2 the origin client id and
-// packet id (record.go has the layouts: version 3 is written, version-2
-// records with varints, 131 bytes for a 100-byte payload on a 13-byte
-// topic, laid out in 4 KiB pages: a record never crosses a page boundary
-// and the rest of a page that cannot hold the next record is zero
-// padding; versions 2 and 1 (0.1) are still read, and a version-1 active
-// segment is sealed at Open). A new segment is written in place in a file
+// packet id (record.go and record4.go have the layouts: version 4 is
+// written, records laid out in 4 KiB pages: a record never crosses a page
+// boundary and the rest of a page that cannot hold the next record is zero
+// padding; each page is the context of its records: the first one in a
+// page carries its absolute seq, time and topic, each later one a seq
+// delta, a time delta and a reference to a topic seen earlier in the page,
+// so a 100-byte payload on a 13-byte topic takes about 130 bytes as the
+// first record of a page and 109 after it, 37 to a page; versions 3, 2
+// and 1 (0.1) are still read, and an active segment of an earlier version
+// is sealed at Open, its successor written in version 4). A new segment is written in place in a file
 // already SegmentBytes long (a recycled or prefilled spare, else
 // preallocated with fallocate), so a commit changes no file size; it is
 // cut to its records when sealed (before the next one is created). The ack log holds
@@ -138,11 +142,17 @@
 // record's time is read (for OldestAge). The last 16 MiB of the log are
 // read to rebuild the RecentOrigin window.
 //
-// A damaged record costs only itself: when a record fails its length,
-// checksum or seq check, the reader (or Open's scan of the last segment)
-// resynchronises on the next offset holding a whole record with a higher
-// seq (random bytes pass all checks with a chance of about 2^-32 per
-// offset). The records in between are counted as Dropped["corrupt"], their
+// A damaged record costs at most the rest of its page (4 KiB): the later
+// records of a page are deltas against it. When a record fails its
+// length, checksum or seq check, the reader (or Open's scan of the last
+// segment) resynchronises on the next offset holding a whole absolute
+// record (the first of a page) with a higher seq (random bytes pass all
+// checks with a chance of about 2^-32 per offset); a delta record's
+// checksum also covers the previous record's seq, so a record is never
+// read against the wrong context (nor an old record of a recycled file
+// taken for a new one). A delta record whose page context is lost is
+// damage like any other. The records in between are counted as
+// Dropped["corrupt"], their
 // bytes as Stats.SkippedBytes, and logged at Error with file, offset and
 // seqs: corruption in the middle is a disk fault, a torn tail a crash. A
 // damaged segment header discards nothing: the records are read by their

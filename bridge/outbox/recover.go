@@ -131,9 +131,11 @@ func (o *Outbox) recover() error {
 			// records overwrite it.
 			dataEnd = res.goodSize
 		}
-		if dataEnd > res.goodSize {
-			o.log.Warn("outbox: cut torn or corrupt tail of the last segment", "file", path, "offset", res.goodSize, "bytes", dataEnd-res.goodSize, "records_kept", res.count, "reason", res.reason)
-			o.st.tailCut += uint64(dataEnd - res.goodSize)
+		// Zeros are not a torn tail: a commit writes the rest of a partly
+		// filled page as zeros, also in a file that is not preallocated.
+		if torn := min(dataEnd, res.dataEnd); torn > res.goodSize {
+			o.log.Warn("outbox: cut torn or corrupt tail of the last segment", "file", path, "offset", res.goodSize, "bytes", torn-res.goodSize, "records_kept", res.count, "reason", res.reason)
+			o.st.tailCut += uint64(torn - res.goodSize)
 		}
 		if dataEnd < res.fileSize {
 			if dataEnd > res.goodSize {

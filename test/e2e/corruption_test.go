@@ -27,31 +27,56 @@ type segRecord struct {
 	payload  []byte
 }
 
-// readSegment parses a version-2 outbox segment (header, then records of
-// uvarint body length | CRC32C | body) up to the first zero length or bad
-// checksum, as the test's independent reading of the format.
+// readSegment parses a version-4 outbox segment, as the test's independent
+// reading of the format: a 16-byte header, then records of uvarint body
+// length | CRC32C | body laid out in 4 KiB pages (zeros pad a page's end).
+// A body is flags (qos bits 0-1, retain 2, origin 3, delta 4), then for the
+// first record of a page seq (uvarint) | ms (varint) | topic length | topic,
+// for a later one seq delta | ms delta | topic ref (0: new, length | topic;
+// k: the page's k-th topic); then [origin pid | origin length | origin] |
+// payload. A delta record's CRC covers the previous seq (8 bytes LE) first.
+// It stops at the first record that does not check out.
 func readSegment(t *testing.T, path string) []segRecord {
 	t.Helper()
+	const page = 4096
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b) < 16 || string(b[:6]) != "EGWOBX" || b[6] != 2 {
-		t.Fatalf("%s: not a version-2 outbox segment (header %q)", path, b[:min(16, len(b))])
+	if len(b) < 16 || string(b[:6]) != "EGWOBX" || b[6] != 4 {
+		t.Fatalf("%s: not a version-4 outbox segment (header %q)", path, b[:min(16, len(b))])
 	}
 	table := crc32.MakeTable(crc32.Castagnoli)
 	var recs []segRecord
+	var topics []string
+	var prevSeq uint64
+	ctxPage := -1
 	off := 16
 	for off < len(b) {
+		if b[off] == 0 { // padding to the page's end
+			off += page - off%page
+			continue
+		}
 		l, n := binary.Uvarint(b[off:])
-		if n <= 0 || l == 0 || off+n+4+int(l) > len(b) {
+		if n <= 0 || off+n+4+int(l) > len(b) || l < 4 {
 			break
 		}
 		body := b[off+n+4 : off+n+4+int(l)]
-		if crc32.Checksum(body, table) != binary.LittleEndian.Uint32(b[off+n:]) {
+		delta := body[0]&(1<<4) != 0
+		if delta && ctxPage != off/page {
 			break
 		}
-		p := 0
+		sum := crc32.New(table)
+		if delta {
+			var s [8]byte
+			binary.LittleEndian.PutUint64(s[:], prevSeq)
+			sum.Write(s[:])
+		}
+		sum.Write(body)
+		if sum.Sum32() != binary.LittleEndian.Uint32(b[off+n:]) {
+			break
+		}
+		p := 1
 		next := func() uint64 {
 			v, k := binary.Uvarint(body[p:])
 			if k <= 0 {
@@ -60,17 +85,29 @@ func readSegment(t *testing.T, path string) []segRecord {
 			p += k
 			return v
 		}
-		next() // seq
+		seq := next()
 		next() // time (zigzag varint, same length rules)
-		flags := body[p]
-		p++
-		if flags&(1<<3) != 0 {
+		var topic string
+		if !delta {
+			tl := int(next())
+			topic, p = string(body[p:p+tl]), p+tl
+			topics, ctxPage = []string{topic}, off/page
+		} else {
+			seq += prevSeq
+			if ref := next(); ref > 0 {
+				topic = topics[ref-1]
+			} else {
+				tl := int(next())
+				topic, p = string(body[p:p+tl]), p+tl
+				topics = append(topics, topic)
+			}
+		}
+		prevSeq = seq
+		if body[0]&(1<<3) != 0 {
 			next()
 			p += int(next())
 		}
-		tl := int(next())
-		recs = append(recs, segRecord{off: int64(off), end: int64(off + n + 4 + int(l)),
-			topic: string(body[p : p+tl]), payload: body[p+tl:]})
+		recs = append(recs, segRecord{off: int64(off), end: int64(off + n + 4 + int(l)), topic: topic, payload: body[p:]})
 		off += n + 4 + int(l)
 	}
 	return recs
@@ -100,10 +137,11 @@ func flip(t *testing.T, path string, off int64) {
 // down (several sealed segments), is stopped, and four bytes are flipped
 // in one record of a sealed segment, in another sealed segment's header
 // and in a record in the middle of the last segment. Started again with
-// the uplink up, exactly the two damaged records are missing upstream
-// (the damaged header costs nothing), the mid-segment damage is logged at
-// ERROR and never called a torn tail, and /metrics counts the skipped
-// bytes and the two corrupt messages.
+// the uplink up, exactly the damaged records and the records after them
+// in their pages (compact records need the ones before them in their
+// page) are missing upstream (the damaged header costs nothing), the
+// mid-segment damage is logged at ERROR and never called a torn tail, and
+// /metrics counts the skipped bytes and the corrupt messages.
 func TestCorruptSegments(t *testing.T) {
 	testenv.Integration(t, "a real Mosquitto and the built binary")
 	const total = 2400
@@ -165,6 +203,8 @@ func TestCorruptSegments(t *testing.T) {
 		seq   uint64
 	}
 	var lost []damage
+	var skipped int64
+	var victims []segRecord
 	pick := func(seg string, i int) {
 		recs := readSegment(t, seg)
 		if i < 0 {
@@ -173,22 +213,32 @@ func TestCorruptSegments(t *testing.T) {
 		if len(recs) < 3 || i >= len(recs) {
 			t.Fatalf("%s holds %d whole records, want at least 3 and one at %d", seg, len(recs), i)
 		}
-		r := recs[i]
-		name, seq, err := parsePayload(r.payload)
-		local, ok := strings.CutPrefix(r.topic, remotePrefix) // the outbox keeps the remote topic
-		if err != nil || !ok || local != "readings/"+name {
-			t.Fatalf("%s record %d: topic %q payload %q: %v", seg, i, r.topic, r.payload, err)
+		const page = 4096
+		var skip int64 // up to the next page's first record
+		for j, r := range recs[i:] {
+			if r.off/page != recs[i].off/page {
+				skip = r.off - recs[i].off
+				break
+			}
+			name, seq, err := parsePayload(r.payload)
+			local, ok := strings.CutPrefix(r.topic, remotePrefix) // the outbox keeps the remote topic
+			if err != nil || !ok || local != "readings/"+name {
+				t.Fatalf("%s record %d: topic %q payload %q: %v", seg, i+j, r.topic, r.payload, err)
+			}
+			lost = append(lost, damage{seg, r, local, seq})
 		}
-		flip(t, seg, (r.off+r.end)/2)
-		lost = append(lost, damage{seg, r, local, seq})
+		if skip == 0 {
+			t.Fatalf("%s: no record after the page of record %d, want the damage inside the segment", seg, i)
+		}
+		skipped += skip
+		flip(t, seg, (recs[i].off+recs[i].end)/2)
+		victims = append(victims, recs[i])
 	}
 	pick(segs[1], 7)            // a record of a sealed segment
 	flip(t, segs[2], 2)         // a sealed segment's header (inside the magic)
 	pick(segs[len(segs)-1], -1) // a record in the middle of the last segment
-	var skipped int64
 	for _, d := range lost {
-		skipped += d.rec.end - d.rec.off
-		t.Logf("damaged %s %d in %s at %d..%d", d.topic, d.seq, filepath.Base(d.seg), d.rec.off, d.rec.end)
+		t.Logf("lost %s %d in %s at %d..%d", d.topic, d.seq, filepath.Base(d.seg), d.rec.off, d.rec.end)
 	}
 
 	px.Restore()
@@ -228,10 +278,10 @@ func TestCorruptSegments(t *testing.T) {
 	checkSeqs(t, got, bad, acceptance{want: expect, exactlyOnce: true})
 
 	if v := metric(t, httpAddr, "edgegw_outbox_skipped_bytes_total"); v != float64(skipped) {
-		t.Errorf("edgegw_outbox_skipped_bytes_total = %v, want %d (the two damaged records)", v, skipped)
+		t.Errorf("edgegw_outbox_skipped_bytes_total = %v, want %d (the damaged records to the ends of their pages)", v, skipped)
 	}
-	if v := metric(t, httpAddr, `edgegw_outbox_dropped_total{reason="corrupt"}`); v != 2 {
-		t.Errorf(`edgegw_outbox_dropped_total{reason="corrupt"} = %v, want 2`, v)
+	if v := metric(t, httpAddr, `edgegw_outbox_dropped_total{reason="corrupt"}`); v != float64(len(lost)) {
+		t.Errorf(`edgegw_outbox_dropped_total{reason="corrupt"} = %v, want %d`, v, len(lost))
 	}
 	if v := metric(t, httpAddr, "edgegw_outbox_tail_cut_bytes_total"); v != 0 {
 		t.Errorf("edgegw_outbox_tail_cut_bytes_total = %v, want 0: no tail was torn", v)
@@ -244,12 +294,12 @@ func TestCorruptSegments(t *testing.T) {
 		if strings.Contains(line, "torn") {
 			t.Errorf("mid-segment damage called a torn tail: %s", line)
 		}
-		if strings.Contains(line, "level=ERROR") && strings.Contains(line, last) && strings.Contains(line, fmt.Sprintf("offset=%d", lost[1].rec.off)) {
+		if strings.Contains(line, "level=ERROR") && strings.Contains(line, last) && strings.Contains(line, fmt.Sprintf("offset=%d", victims[1].off)) {
 			lastErr = true
 		}
 	}
 	if !lastErr {
-		t.Errorf("no ERROR line names %s at offset %d (the damage in the middle of the last segment)", last, lost[1].rec.off)
+		t.Errorf("no ERROR line names %s at offset %d (the damage in the middle of the last segment)", last, victims[1].off)
 	}
 	gw.stop()
 }
