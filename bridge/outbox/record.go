@@ -64,7 +64,7 @@ import (
 // starts in a page is absolute, every later one
 // that starts in the same page is a delta against the record before it
 // (a writer may also start a page's context afresh with an absolute
-// record). A 100-byte payload on a 13-byte topic takes 131 bytes as the
+// record). A 100-byte payload on a 13-byte topic takes about 130 bytes as the
 // first record of a page and 109 after it (37 records per page, 31 in
 // version 3). The cost: a delta record cannot be read without every
 // record before it in its page, so damage to a record costs the rest of
