@@ -185,12 +185,7 @@ func (o *Outbox) TakeNext(limit int) (m Message, ok bool) {
 	if o.closed || o.readerWaiting == 0 {
 		return Message{}, false
 	}
-	if o.cursor < o.floor {
-		o.cursor = o.floor
-	}
-	for o.cursor < o.nextSeq && o.acked.has(o.cursor) {
-		o.cursor = o.acked.spanEnd(o.cursor)
-	}
+	o.skipAckedLocked()
 	if len(o.mem) > 0 && o.cursor >= o.mem[0].m.Seq {
 		first := o.mem[0].m.Seq
 		for i := o.cursor - first; i < uint64(len(o.mem)); i++ {

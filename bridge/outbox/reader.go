@@ -208,12 +208,7 @@ func (o *Outbox) Next(ctx context.Context) (Message, error) {
 			o.mu.Unlock()
 			return Message{}, ErrClosed
 		}
-		if o.cursor < o.floor {
-			o.cursor = o.floor
-		}
-		for o.cursor < o.nextSeq && o.acked.has(o.cursor) {
-			o.cursor = o.acked.spanEnd(o.cursor)
-		}
+		o.skipAckedLocked()
 		if len(o.mem) > 0 && o.cursor >= o.mem[0].m.Seq {
 			if m, ok := o.nextFromMemoryLocked(); ok {
 				o.mu.Unlock()
@@ -400,4 +395,15 @@ func (o *Outbox) Rewind() {
 	o.rgen++
 	broadcast(&o.dataCh) // a Next waiting at the end sees the rewound cursor
 	o.mu.Unlock()
+}
+
+// skipAckedLocked moves the read cursor past the floor and past every
+// seq already acknowledged. o.mu is held.
+func (o *Outbox) skipAckedLocked() {
+	if o.cursor < o.floor {
+		o.cursor = o.floor
+	}
+	for o.cursor < o.nextSeq && o.acked.has(o.cursor) {
+		o.cursor = o.acked.spanEnd(o.cursor)
+	}
 }

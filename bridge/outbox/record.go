@@ -274,14 +274,11 @@ func parseBody(ver byte, b []byte) (recView, error) {
 	p++
 	v.qos, v.retain = flags&3, flags&v2Retain != 0
 	if flags&v2Origin != 0 {
-		pid, ok1 := uv()
-		ol, ok2 := uv()
-		if !ok1 || !ok2 || pid > 0xffff || ol > uint64(len(b)-p) {
+		pid, origin, np, ok := decodeOrigin(b, p)
+		if !ok {
 			return v, errFields
 		}
-		v.pid = uint16(pid)
-		v.origin = b[p : p+int(ol)]
-		p += int(ol)
+		v.pid, v.origin, p = pid, origin, np
 	}
 	tl, ok := uv()
 	if !ok || tl > uint64(len(b)-p) {
@@ -435,4 +432,22 @@ func decodeView(v recView) Message {
 	}
 	m.Payload = append([]byte(nil), v.payload...)
 	return m
+}
+
+// decodeOrigin reads a stored origin at b[p:] (versions 2 to 4): the
+// publisher's packet id and the origin's length as uvarints, then the
+// origin; it returns them and the offset after them, or ok false when
+// they do not fit in b.
+func decodeOrigin(b []byte, p int) (pid uint16, origin []byte, next int, ok bool) {
+	id, n := binary.Uvarint(b[p:])
+	if n <= 0 || id > 0xffff {
+		return 0, nil, p, false
+	}
+	p += n
+	ol, n := binary.Uvarint(b[p:])
+	if n <= 0 || ol > uint64(len(b)-p-n) {
+		return 0, nil, p, false
+	}
+	p += n
+	return uint16(id), b[p : p+int(ol)], p + int(ol), true
 }

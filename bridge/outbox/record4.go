@@ -208,14 +208,11 @@ func parseV4(b []byte, c *pageCtx, page int64) (recView, error) {
 	}
 	v.qos, v.retain = flags&3, flags&v2Retain != 0
 	if flags&v2Origin != 0 {
-		pid, ok1 := uv()
-		ol, ok2 := uv()
-		if !ok1 || !ok2 || pid > 0xffff || ol > uint64(len(b)-p) {
+		pid, origin, np, ok := decodeOrigin(b, p)
+		if !ok {
 			return v, errFields
 		}
-		v.pid = uint16(pid)
-		v.origin = b[p : p+int(ol)]
-		p += int(ol)
+		v.pid, v.origin, p = pid, origin, np
 	}
 	v.payload = b[p:]
 	if c != nil {

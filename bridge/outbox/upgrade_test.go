@@ -17,23 +17,7 @@ func TestReadsVersion1Segments(t *testing.T) {
 	dir := copyDir(t, "testdata/v1")
 	check := func(o *Outbox, extra uint64) {
 		t.Helper()
-		for seq := uint64(31); seq <= 120; seq++ {
-			if seq == 35 {
-				continue
-			}
-			m := nextT(t, o)
-			w := v1FixtureMsg(int(seq - 1))
-			if m.Seq != seq || m.Topic != w.Topic || m.QoS != w.QoS || m.Retain != w.Retain || !bytes.Equal(m.Payload, w.Payload) ||
-				(w.QoS == 2 && (m.Origin != w.Origin || m.OriginPID != w.OriginPID)) || m.Released != (seq == 40) || m.Time.IsZero() {
-				t.Fatalf("seq %d: got %+v, want %+v", seq, m, w)
-			}
-		}
-		for seq := uint64(121); seq < 121+extra; seq++ {
-			if m := nextT(t, o); m.Seq != seq || string(m.Payload) != "after the upgrade" {
-				t.Fatalf("got %+v, want seq %d", m, seq)
-			}
-		}
-		expectNoNext(t, o)
+		checkFixture(t, o, extra, func(_ uint64, tm time.Time) bool { return !tm.IsZero() })
 	}
 	o := openT(t, Options{Dir: dir, SegmentBytes: 4096})
 	if st := o.Stats(); st.Messages != 89 || st.TailCutBytes != 0 || st.SkippedBytes != 0 {
@@ -64,24 +48,9 @@ func TestReadsVersion3Segments(t *testing.T) {
 	t0 := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	check := func(o *Outbox, extra uint64) {
 		t.Helper()
-		for seq := uint64(31); seq <= 120; seq++ {
-			if seq == 35 {
-				continue
-			}
-			m := nextT(t, o)
-			w := v1FixtureMsg(int(seq - 1))
-			wt := t0.Add(time.Duration(seq-1) * 37 * time.Millisecond)
-			if m.Seq != seq || m.Topic != w.Topic || m.QoS != w.QoS || m.Retain != w.Retain || !bytes.Equal(m.Payload, w.Payload) ||
-				(w.QoS == 2 && (m.Origin != w.Origin || m.OriginPID != w.OriginPID)) || m.Released != (seq == 40) || !m.Time.Equal(wt) {
-				t.Fatalf("seq %d: got %+v, want %+v at %v", seq, m, w, wt)
-			}
-		}
-		for seq := uint64(121); seq < 121+extra; seq++ {
-			if m := nextT(t, o); m.Seq != seq || string(m.Payload) != "after the upgrade" {
-				t.Fatalf("got %+v, want seq %d", m, seq)
-			}
-		}
-		expectNoNext(t, o)
+		checkFixture(t, o, extra, func(seq uint64, tm time.Time) bool {
+			return tm.Equal(t0.Add(time.Duration(seq-1) * 37 * time.Millisecond))
+		})
 	}
 	o := openT(t, Options{Dir: dir, SegmentBytes: 4096})
 	if st := o.Stats(); st.Messages != 89 || st.TailCutBytes != 0 || st.SkippedBytes != 0 {
@@ -110,4 +79,28 @@ func TestReadsVersion3Segments(t *testing.T) {
 	check(o, 200)
 	o.Close()
 	check(openT(t, Options{Dir: dir, SegmentBytes: 4096}), 200)
+}
+
+// checkFixture reads the fixture outbox's unacknowledged messages (31-120
+// but 35, as v1FixtureMsg made them, 40 released, each time checked by
+// timeOK), then extra messages "after the upgrade" from 121, then nothing.
+func checkFixture(t *testing.T, o *Outbox, extra uint64, timeOK func(seq uint64, tm time.Time) bool) {
+	t.Helper()
+	for seq := uint64(31); seq <= 120; seq++ {
+		if seq == 35 {
+			continue
+		}
+		m := nextT(t, o)
+		w := v1FixtureMsg(int(seq - 1))
+		if m.Seq != seq || m.Topic != w.Topic || m.QoS != w.QoS || m.Retain != w.Retain || !bytes.Equal(m.Payload, w.Payload) ||
+			(w.QoS == 2 && (m.Origin != w.Origin || m.OriginPID != w.OriginPID)) || m.Released != (seq == 40) || !timeOK(seq, m.Time) {
+			t.Fatalf("seq %d: got %+v, want %+v (and its time)", seq, m, w)
+		}
+	}
+	for seq := uint64(121); seq < 121+extra; seq++ {
+		if m := nextT(t, o); m.Seq != seq || string(m.Payload) != "after the upgrade" {
+			t.Fatalf("got %+v, want seq %d", m, seq)
+		}
+	}
+	expectNoNext(t, o)
 }
