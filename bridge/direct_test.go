@@ -39,7 +39,7 @@ func TestDirectSends(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			fb := newFakeBroker(t)
-			b, _, _ := testBridge(t, fb.ln.Addr().String(), 5, func(o *Options) {
+			b, ob, _ := testBridge(t, fb.ln.Addr().String(), 5, func(o *Options) {
 				o.Rules = []Rule{{Pattern: "r/#", Direction: Out, QoS: 1}}
 			})
 			if !b.direct {
@@ -113,6 +113,19 @@ func TestDirectSends(t *testing.T) {
 					defer wg.Done()
 					topic := fmt.Sprintf("r/%d", p)
 					for i := 0; i < tc.each; i++ {
+						if tc.wait {
+							// A sensor's pace: the sender is back waiting in
+							// Next (after the last completion woke it, say)
+							// before the next reading, as it is when readings
+							// are milliseconds apart; bounded.
+							for deadline := time.Now().Add(5 * time.Second); !ob.ReaderWaiting(); {
+								if time.Now().After(deadline) {
+									errs <- fmt.Errorf("%s message %d: the sender not waiting in Next within 5 s", topic, i)
+									return
+								}
+								time.Sleep(100 * time.Microsecond) // polling a state, bounded
+							}
+						}
 						done := make(chan struct{})
 						b.Accept(Message{Topic: topic, Payload: []byte(strconv.Itoa(i) + " " + pad), QoS: 1, Origin: topic, PacketID: uint16(i + 1)}, func(err error) {
 							errs <- err

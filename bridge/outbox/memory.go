@@ -171,6 +171,15 @@ func (o *Outbox) SetPushHook(fn func()) {
 	o.mu.Unlock()
 }
 
+// ReaderWaiting reports whether a reader is blocked in Next: the state in
+// which TakeNext gives messages (a test waits for it before a publish it
+// expects to be sent directly).
+func (o *Outbox) ReaderWaiting() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.readerWaiting > 0
+}
+
 // TakeNext returns the message at the read cursor and advances the cursor,
 // as Next would, but only while a Next call waits (so the consumer holds
 // no message it took from Next and has not sent yet: what TakeNext returns
