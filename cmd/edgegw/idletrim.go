@@ -89,6 +89,11 @@ const (
 	idleTrimMaxGap  = 5 * time.Minute
 )
 
+// processCPU is what trimWhenIdle reads the process's CPU time with: cpuTime,
+// or in a test a clock that says idle or busy whatever else the machine
+// runs.
+var processCPU = cpuTime
+
 // cpuTime is the CPU time the process has used (user and system).
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -131,13 +136,13 @@ func trimWhenIdle(ctx context.Context, log *slog.Logger, every, busyCPU time.Dur
 		}
 	}
 	defer gc(false)
-	cpu0 := cpuTime()
+	cpu0 := processCPU()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			cpu := cpuTime()
+			cpu := processCPU()
 			busy := cpu-cpu0 > busyCPU
 			cpu0 = cpu
 			gc(!busy)
@@ -151,7 +156,7 @@ func trimWhenIdle(ctx context.Context, log *slog.Logger, every, busyCPU time.Dur
 			after := logTrim(log)
 			p.trimmed(after, time.Now())
 			// The trim's own work (a full collection) is not traffic.
-			cpu0 = cpuTime()
+			cpu0 = processCPU()
 		}
 	}
 }
