@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/edgegw/edgegw/internal/sockio"
 	"io"
 	"net"
 	"sync"
@@ -273,6 +274,7 @@ func (b *Bridge) dial(ctx context.Context, ep Endpoint) (nc net.Conn, sock bool,
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
+		nc = sockio.Wrap(tc) // raw socket reads and writes (internal/sockio)
 	}
 	_, sock = nc.(syscall.Conn)
 	if b.o.Batch != nil {

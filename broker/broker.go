@@ -47,6 +47,7 @@ package broker
 import (
 	"crypto/tls"
 	"fmt"
+	"github.com/edgegw/edgegw/internal/sockio"
 	"log/slog"
 	"net"
 	"sync"
@@ -206,6 +207,7 @@ func (b *Broker) listen(id, addr string, tc *tls.Config) error {
 	if err != nil {
 		return fmt.Errorf("broker: cannot listen on %s: %w (is another MQTT broker, e.g. mosquitto, running? set [broker] listen to another port)", addr, err)
 	}
+	ln = sockio.Listener{Listener: ln} // raw socket reads and writes (internal/sockio)
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}

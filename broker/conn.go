@@ -3,11 +3,11 @@ package broker
 import (
 	"crypto/tls"
 	"errors"
+	"github.com/edgegw/edgegw/internal/sockio"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -37,12 +37,9 @@ type guardConn struct {
 	closing bool
 	werr    error // sticky: the first write error; later writes fail with it
 	wake    chan struct{}
-	queued  uint64          // bytes Write has accepted, in all
-	busy    bool            // the writer has bytes out of buf and is writing them
-	raw     syscall.RawConn // a plain TCP socket's, for writes that cannot block; nil over TLS
-	tryP    []byte          // tryFn's argument and result, under mu
-	tryN    int
-	tryFn   func(fd uintptr) bool
+	queued  uint64             // bytes Write has accepted, in all
+	busy    bool               // the writer has bytes out of buf and is writing them
+	try     func(p []byte) int // a write that cannot block (sockio.Conn.TryWrite); nil over TLS
 
 	connected atomic.Bool // mochi set a deadline: the CONNECT was accepted
 	dropped   atomic.Bool // counted once as a slow consumer
@@ -75,12 +72,12 @@ func (c guardTLSConn) ConnectionState() tls.ConnectionState { return c.tc.Connec
 var errSlowConsumer = errors.New("broker: client disconnected: it does not read what it is sent")
 
 func newGuardConn(c net.Conn, lim *limits) net.Conn {
+	if tc, ok := c.(*net.TCPConn); ok {
+		c = sockio.Wrap(tc) // the listener's wrapping, for a connection made elsewhere
+	}
 	g := &guardConn{Conn: c, lim: lim, wake: make(chan struct{}, 1)}
-	if sc, ok := c.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			g.raw = raw
-			g.tryFn = g.writeFD
-		}
+	if sc, ok := c.(*sockio.Conn); ok {
+		g.try = sc.TryWrite
 	}
 	if lim.connectTimeout > 0 {
 		_ = c.SetReadDeadline(time.Now().Add(lim.connectTimeout))
@@ -132,8 +129,8 @@ func (c *guardConn) Write(p []byte) (int, error) {
 	}
 	c.queued += uint64(len(p))
 	q := p
-	if len(c.buf) == 0 && !c.busy && c.raw != nil {
-		q = p[c.tryWrite(p):]
+	if len(c.buf) == 0 && !c.busy && c.try != nil {
+		q = p[c.try(p):]
 		if len(q) == 0 {
 			c.mu.Unlock()
 			return len(p), nil
@@ -146,25 +143,6 @@ func (c *guardConn) Write(p []byte) (int, error) {
 	default:
 	}
 	return len(p), nil
-}
-
-// tryWrite writes what the socket takes of p without waiting and returns
-// how much that was. Errors are left to the writer, which meets them again
-// on the bytes that were not written.
-func (c *guardConn) tryWrite(p []byte) int {
-	c.tryP, c.tryN = p, 0
-	_ = c.raw.Write(c.tryFn)
-	c.tryP = nil
-	return c.tryN
-}
-
-// writeFD is tryWrite's one write (a func made once, so that a write does
-// not allocate a closure).
-func (c *guardConn) writeFD(fd uintptr) bool {
-	if w, err := syscall.Write(int(fd), c.tryP); err == nil && w > 0 {
-		c.tryN = w
-	}
-	return true // never wait for the socket: the writer does that
 }
 
 // slow disconnects a client that does not keep up with what it is sent.

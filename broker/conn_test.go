@@ -61,8 +61,8 @@ func TestGuardConnWriteOrder(t *testing.T) {
 			}
 			lim := newLimits(Limits{ClientQueue: 64 << 20}, slog.New(slog.DiscardHandler))
 			g := newGuardConn(server, lim).(*guardConn)
-			if g.raw == nil {
-				t.Fatal("a TCP connection has no raw conn: writes would all go through the writer")
+			if g.try == nil {
+				t.Fatal("a TCP connection has no write that cannot block: writes would all go through the writer")
 			}
 			var want bytes.Buffer
 			got := make(chan []byte, 1)

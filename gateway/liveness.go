@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"github.com/edgegw/edgegw/internal/sockio"
 	"net"
 	"sort"
 	"sync"
@@ -173,6 +174,7 @@ func beatDialer(h *heart) func(ctx context.Context, addr string) (net.Conn, erro
 		}
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
+			nc = sockio.Wrap(tc) // raw socket reads and writes (internal/sockio)
 		}
 		return beatConn{Conn: nc, h: h}, nil
 	}
