@@ -33,8 +33,14 @@ func (o *Outbox) run() {
 		defer t.Stop()
 		tick = t.C
 	}
-	ackTick := time.NewTicker(ackInterval)
-	defer ackTick.Stop()
+	// The ack timer runs only while acks wait to be written or the ack log
+	// waits for its sync: an idle committer with neither sleeps until it is
+	// kicked (Ack kicks it when it finds it so, see ackIdle), so an idle
+	// gateway has no 100 ms wake-up here.
+	ackT := time.NewTimer(ackInterval)
+	ackT.Stop()
+	defer ackT.Stop()
+	ackArmed := false
 	var spareBuf []byte
 	var spareEnts []entry
 	var lastCommit time.Time
@@ -73,7 +79,17 @@ func (o *Outbox) run() {
 				o.qbuf, o.qents = nil, nil
 			}
 			failing := o.failed != nil
+			needAck := o.pendAcks.len() > 0 || o.stateDirty
+			o.ackIdle = !needAck
 			o.mu.Unlock()
+			var ackC <-chan time.Time
+			if needAck {
+				if !ackArmed {
+					ackT.Reset(ackInterval)
+					ackArmed = true
+				}
+				ackC = ackT.C
+			}
 			if failing && retryC == nil {
 				if retry == nil {
 					retry = time.NewTimer(backoff)
@@ -109,7 +125,8 @@ func (o *Outbox) run() {
 						o.fail(err, "messages reported stored since the last sync may be lost on a power cut")
 					}
 				}
-			case <-ackTick.C:
+			case <-ackC:
+				ackArmed = false
 				o.mu.Lock()
 				if o.pendAcks.len() > 0 {
 					// An empty barrier makes the next take a pass.

@@ -320,3 +320,30 @@ func TestRecycledSegments(t *testing.T) {
 		t.Fatalf("recycled segments were taken for damage:\n%s", l)
 	}
 }
+
+// TestIdleCommitterHasNoAckTimer: once every ack is written and the ack
+// log synced, the committer sleeps with no timer (an idle gateway has no
+// periodic wake-up there), and an ack that then comes kicks it: it still
+// reaches the ack log, where nothing but that kick could make it go.
+func TestIdleCommitterHasNoAckTimer(t *testing.T) {
+	dir := t.TempDir()
+	o := openT(t, Options{Dir: dir})
+	appendN(t, o, 0, 4)
+	o.Ack(nextT(t, o).Seq)
+	idle := func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.ackIdle
+	}
+	waitFor(t, 10*ackSyncInterval, "the committer idle with no ack timer", idle)
+	fi, err := os.Stat(filepath.Join(dir, stateName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Ack(nextT(t, o).Seq)
+	waitFor(t, 10*time.Second, "the kicked ack in the ack log", func() bool {
+		now, err := os.Stat(filepath.Join(dir, stateName))
+		return err == nil && now.Size() > fi.Size()
+	})
+	waitFor(t, 10*ackSyncInterval, "the committer idle again", idle)
+}

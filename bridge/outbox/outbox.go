@@ -132,6 +132,7 @@ type Outbox struct {
 	qents       []entry
 	writing     int64 // bytes of the batch the committer is writing
 	pendAcks    seqSet
+	ackIdle     bool // the committer sleeps with no ack timer: the next pending ack must kick it
 	pendRel     []releaseReq
 	segs        []segInfo // oldest first; the last one is active
 	diskBytes   int64
@@ -523,9 +524,14 @@ func (o *Outbox) Ack(seq uint64) error {
 	o.ackLocked(seq, seq+1)
 	o.pendAcks.add(seq, seq+1)
 	o.st.acked++
+	kick := o.ackIdle // the committer sleeps without its ack timer
+	o.ackIdle = false
 	o.mu.Unlock()
-	// No wake: acks ride on the next pass, or the committer's ack tick,
-	// so a stream of acks costs one small write per pass, not one each.
+	// Otherwise no wake: acks ride on the next pass, or the committer's ack
+	// timer, so a stream of acks costs one small write per pass, not one each.
+	if kick {
+		o.wake()
+	}
 	return nil
 }
 

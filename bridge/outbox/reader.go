@@ -341,6 +341,10 @@ func (o *Outbox) Next(ctx context.Context) (Message, error) {
 func (o *Outbox) skipGapLocked(lo, hi uint64) {
 	if n := o.ackLocked(lo, hi); n > 0 {
 		o.pendAcks.add(lo, hi)
+		if o.ackIdle {
+			o.ackIdle = false
+			o.wake()
+		}
 		o.log.Debug("outbox: seq gap skipped (acknowledged from memory, never written)", "from_seq", lo, "to_seq", hi-1)
 	}
 	o.cursor = max(o.cursor, hi)
