@@ -183,3 +183,29 @@ func TestPrefillOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestLastNonZeroIn: the page-at-a-time zero scan finds the last non-zero
+// byte wherever it is: first or last byte, a page boundary, none at all.
+func TestLastNonZeroIn(t *testing.T) {
+	for _, tc := range []struct {
+		size, at int // at < 0: all zeros
+	}{
+		{0, -1}, {1, -1}, {1, 0}, {pageSize, -1}, {pageSize, 0}, {pageSize, pageSize - 1},
+		{3*pageSize + 17, -1}, {3*pageSize + 17, 3 * pageSize}, {3*pageSize + 17, 3*pageSize - 1},
+		{3*pageSize + 17, 3*pageSize + 16}, {3*pageSize + 17, 5},
+	} {
+		b := make([]byte, tc.size)
+		if tc.at >= 0 {
+			b[tc.at] = 0x80
+			if tc.at > 0 {
+				b[0] = 1 // an earlier non-zero byte must not win
+			}
+		}
+		if got := lastNonZeroIn(b); got != tc.at {
+			t.Errorf("size %d, non-zero at %d: got %d", tc.size, tc.at, got)
+		}
+		if got := allZero(b); got != (tc.at < 0) {
+			t.Errorf("size %d, non-zero at %d: allZero = %v", tc.size, tc.at, got)
+		}
+	}
+}

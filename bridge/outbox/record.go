@@ -401,10 +401,8 @@ func (rr *recordReader) skipPadding() error {
 	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
 		return err
 	}
-	for _, c := range b {
-		if c != 0 {
-			return fmt.Errorf("%w: zero length byte in a page that is not padding", errCorrupt)
-		}
+	if !allZero(b) {
+		return fmt.Errorf("%w: zero length byte in a page that is not padding", errCorrupt)
 	}
 	if len(b) < n {
 		return io.EOF
