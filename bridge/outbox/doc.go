@@ -89,7 +89,8 @@
 // once (their local publisher has not been acknowledged yet, so a crash
 // loses nothing it was told is safe). MarkReleased is always synced before its
 // callback, in every mode. Acks are written lazily (with the next pass, at
-// most 100 ms later) and synced at most once per second while they change:
+// most 100 ms later; the committer's ack timer runs only while acks wait,
+// so an idle outbox has no periodic wake-up) and synced at most once per second while they change:
 // after a power cut at most about 1.1 s of acknowledgements is lost, so
 // the messages resent are at most 1.1 s times the drain rate (a lost ack
 // only causes a resend).
