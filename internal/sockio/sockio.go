@@ -81,19 +81,28 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 func (c *Conn) readFD(fd uintptr) bool {
+	n, errno, done := rawIO(syscall.SYS_READ, fd, c.rp)
+	c.rn = n
+	if errno != 0 {
+		c.rerr = errno
+	}
+	return done
+}
+
+// rawIO makes one read or write (trap) of p on fd as a raw system call,
+// again after EINTR. done is false when the socket is not ready (EAGAIN):
+// the caller's RawConn then waits for it in the poller.
+func rawIO(trap, fd uintptr, p []byte) (n int, errno syscall.Errno, done bool) {
 	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rp[0])), uintptr(len(c.rp)))
+		r, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch e {
 		case 0:
-			c.rn = int(r)
-			return true
+			return int(r), 0, true
 		case syscall.EINTR:
-			continue
 		case syscall.EAGAIN:
-			return false // wait for the poller
+			return 0, 0, false
 		default:
-			c.rerr = e
-			return true
+			return 0, e, true
 		}
 	}
 }
@@ -123,21 +132,12 @@ func (c *Conn) writeFD(fd uintptr) bool {
 	if len(c.wp) == 0 {
 		return true
 	}
-	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.wp[0])), uintptr(len(c.wp)))
-		switch e {
-		case 0:
-			c.wn = int(r)
-			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		default:
-			c.werr = e
-			return true
-		}
+	n, errno, done := rawIO(syscall.SYS_WRITE, fd, c.wp)
+	c.wn = n
+	if errno != 0 {
+		c.werr = errno
 	}
+	return done
 }
 
 // TryWrite writes what the socket takes of p now, without waiting, and
