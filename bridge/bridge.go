@@ -106,7 +106,8 @@ type Options struct {
 	// upstream connection: the session's reader calls Hold before it
 	// completes the first message acknowledged in what it read, and Release
 	// before it reads from the connection again (or ends). The local broker
-	// writes the PUBACKs a publisher is owed for them in one write.
+	// writes the PUBACKs a publisher is owed for them in one write. The
+	// outbox brackets the completions of one commit with it too.
 	Batch Batcher
 
 	// Deliver hands a message that came down to the local broker.
@@ -245,6 +246,10 @@ func New(o Options) *Bridge {
 	b := &Bridge{o: o, log: o.Logger, acceptCtx: ctx, stop: cancel}
 	if o.LiveFirst {
 		b.liveC = make(chan outbox.Message, liveDepth)
+	}
+	if o.Outbox != nil && o.Batch != nil {
+		// A commit's completions, too, acknowledge locally in one write.
+		o.Outbox.SetCompletionBatch(o.Batch)
 	}
 	if o.Outbox != nil {
 		// What an earlier run stored may have gone up before it ended.

@@ -293,13 +293,20 @@ func (o *Outbox) pass(b *batch) {
 	} else if len(due) > 0 {
 		o.cbBusy = true
 	}
+	bt := o.batch
 	o.mu.Unlock()
 	if !handOver && len(due) > 0 {
+		if bt != nil {
+			bt.Hold()
+		}
 		for _, h := range due {
 			c := h.e.completion(err)
 			c.done(c.seq, c.err)
 		}
 		o.drainCompletions()
+		if bt != nil {
+			bt.Release()
+		}
 	}
 	rest := copy(o.held, o.held[n:])
 	clear(o.held[rest:])

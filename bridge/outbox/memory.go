@@ -171,6 +171,23 @@ func (o *Outbox) SetPushHook(fn func()) {
 	o.mu.Unlock()
 }
 
+// Batcher holds back and releases the effects of completion callbacks
+// (the local broker's acknowledgements: see SetCompletionBatch).
+type Batcher interface {
+	Hold()
+	Release()
+}
+
+// SetCompletionBatch brackets the callbacks of one commit with b's Hold
+// and Release, so that what they acknowledge locally can go out together
+// (one write per local publisher for a commit, not one per message). nil
+// removes it.
+func (o *Outbox) SetCompletionBatch(b Batcher) {
+	o.mu.Lock()
+	o.batch = b
+	o.mu.Unlock()
+}
+
 // ReaderWaiting reports whether a reader is blocked in Next: the state in
 // which TakeNext gives messages (a test waits for it before a publish it
 // expects to be sent directly).

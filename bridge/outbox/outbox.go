@@ -132,7 +132,8 @@ type Outbox struct {
 	qents       []entry
 	writing     int64 // bytes of the batch the committer is writing
 	pendAcks    seqSet
-	ackIdle     bool // the committer sleeps with no ack timer: the next pending ack must kick it
+	ackIdle     bool    // the committer sleeps with no ack timer: the next pending ack must kick it
+	batch       Batcher // brackets a commit's callbacks (SetCompletionBatch)
 	pendRel     []releaseReq
 	segs        []segInfo // oldest first; the last one is active
 	diskBytes   int64
