@@ -408,7 +408,8 @@ func (o *Outbox) AppendAsync(ctx context.Context, m Message, done func(seq uint6
 		o.recent.add(makeOriginKey(m.Origin, m.OriginPID), m.Seq)
 	}
 	wake := o.opts.CommitInterval == 0 || queuedBefore == 0 || o.readerWaiting > 0 ||
-		(start < o.commitEarly() && len(o.qbuf) >= o.commitEarly())
+		(start < o.commitEarly() && len(o.qbuf) >= o.commitEarly()) ||
+		(start < o.commitCap() && len(o.qbuf) >= o.commitCap())
 	o.mu.Unlock()
 	if wake {
 		o.wake()

@@ -1,0 +1,160 @@
+package outbox
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestGroupCommitWindowedPublisher: a publisher that keeps a window of
+// unacknowledged messages (as an MQTT client's in-flight window), with the
+// link down and an hour-long commit interval, is not held to the
+// interval: each commit goes when its window is queued and the queue
+// stops growing, and covers the whole window, so commits are about one
+// per window (committing at commitEarlyBytes took two). Each message
+// costs the publisher perMsg of work, as a broker's network read does:
+// the committer is faster than the publisher, so the window is not all
+// queued by the time the committer looks.
+func TestGroupCommitWindowedPublisher(t *testing.T) {
+	cases := []struct {
+		name    string
+		window  int // unacknowledged messages
+		payload int
+		windows int // how many windows' worth are sent
+		perMsg  time.Duration
+	}{
+		// 500 x 100 B: about 56 KiB queued, past commitEarlyBytes; 20 us
+		// a message, as make bench's saturation window (45k msg/s).
+		{"500 of 100 B (make bench's saturation)", 500, 100, 40, 20 * time.Microsecond},
+		// 100 x 1 KiB: about 100 KiB queued.
+		{"100 of 1 KiB", 100, 1 << 10, 40, 50 * time.Microsecond},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := openT(t, Options{Dir: t.TempDir(), CommitInterval: time.Hour})
+			m := Message{Topic: "readings/door", QoS: 1, Payload: make([]byte, c.payload)}
+			if w := c.window * recordSize(&m); w <= o.commitEarly() || w >= o.commitCap() {
+				t.Fatalf("window of %d B: want it between commitEarly (%d) and commitCap (%d)", w, o.commitEarly(), o.commitCap())
+			}
+			tokens := make(chan struct{}, c.window)
+			for range c.window {
+				tokens <- struct{}{}
+			}
+			total := c.window * c.windows
+			var wg sync.WaitGroup
+			wg.Add(total)
+			var mu sync.Mutex
+			var failed error
+			done := func(_ uint64, err error) {
+				if err != nil {
+					mu.Lock()
+					failed = err
+					mu.Unlock()
+				}
+				tokens <- struct{}{}
+				wg.Done()
+			}
+			before := o.Stats().Fsyncs
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			t0 := time.Now()
+			for i := range total {
+				select {
+				case <-tokens:
+				case <-ctx.Done():
+					t.Fatalf("%d of %d messages sent in %v: the publisher is held (commit interval 1 h)", i, total, time.Since(t0))
+				}
+				for t1 := time.Now(); time.Since(t1) < c.perMsg; {
+					// the publisher's work for one message (bounded)
+				}
+				if err := o.AppendAsync(ctx, m, done); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The last window is short of nothing to wait for: Close
+			// commits it.
+			if err := o.Close(); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			if failed != nil {
+				t.Fatal(failed)
+			}
+			syncs := o.Stats().Fsyncs - before
+			// One per window, and a little slack for a publisher
+			// descheduled for a gap under load; Close adds a few.
+			if limit := uint64(c.windows*5/4 + 4); syncs > limit {
+				t.Fatalf("%d syncs for %d windows of %d messages, want at most %d (a commit per window)", syncs, c.windows, c.window, limit)
+			}
+			t.Logf("%d messages in %v, %d syncs for %d windows", total, time.Since(t0).Round(time.Millisecond), syncs, c.windows)
+		})
+	}
+}
+
+// TestGroupCommitSteadyStream: a steady stream past commitEarlyBytes keeps
+// the queue growing, so it commits once per interval (not every
+// commitEarlyBytes), and no message waits much longer than the interval.
+func TestGroupCommitSteadyStream(t *testing.T) {
+	const (
+		interval = 400 * time.Millisecond
+		pace     = 2 * time.Millisecond
+		run      = 2400 * time.Millisecond
+	)
+	o := openT(t, Options{Dir: t.TempDir(), CommitInterval: interval})
+	m := Message{Topic: "readings/door", QoS: 1, Payload: make([]byte, 1<<10)}
+	// 1 KiB every 2 ms: commitEarlyBytes are queued after about 64 ms.
+	if per := int(interval/pace) * recordSize(&m); per <= o.commitEarly() || per >= o.commitCap() {
+		t.Fatalf("an interval's %d B: want it between commitEarly (%d) and commitCap (%d)", per, o.commitEarly(), o.commitCap())
+	}
+	var mu sync.Mutex
+	var worst time.Duration
+	var failed error
+	var wg sync.WaitGroup
+	before := o.Stats().Fsyncs
+	tick := time.NewTicker(pace)
+	defer tick.Stop()
+	n := 0
+	for t0 := time.Now(); time.Since(t0) < run; n++ {
+		<-tick.C
+		at := time.Now()
+		wg.Add(1)
+		if err := o.AppendAsync(context.Background(), m, func(_ uint64, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = err
+			}
+			worst = max(worst, time.Since(at))
+			wg.Done()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("messages of a steady stream not durable 10 s after the last (interval %v)", interval)
+	}
+	syncs := o.Stats().Fsyncs - before
+	mu.Lock()
+	defer mu.Unlock()
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	// The bound: an interval for the commit, one for the tail page that
+	// waits for its oldest record's deadline, and slack for a loaded
+	// machine.
+	if limit := 2*interval + time.Second; worst > limit {
+		t.Fatalf("a message waited %v for durability, want at most %v (interval %v)", worst, limit, interval)
+	}
+	// About one commit per interval; committing at commitEarlyBytes made
+	// one every 64 ms (37 in the run). Slack: a tick late by more than a
+	// gap (8 ms) under load ends a wait early.
+	if limit := uint64(2*run/interval + 2); syncs > limit {
+		t.Fatalf("%d syncs for %d messages over %v, want at most %d (about one per %v)", syncs, n, run, limit, interval)
+	}
+	t.Logf("%d messages, %d syncs, worst wait %v", n, syncs, worst.Round(time.Millisecond))
+}
