@@ -177,7 +177,12 @@ func (o *Outbox) waitCommit(last time.Time) {
 		o.mu.Lock()
 		n := len(o.qents)
 		hurry := n == 0 || o.closed || len(o.pendRel) > 0 || len(o.qbuf) >= o.commitCap() || o.readerWaiting > 0
-		group := len(o.qbuf) >= o.commitEarly()
+		early := len(o.qbuf) >= o.commitEarly()
+		// Commits into written blocks cost no journal: there, a bigger
+		// group saves nothing, and committing at once keeps a publisher
+		// sending while the commit syncs.
+		group := early && o.commitCostsJournal(len(o.qbuf))
+		hurry = hurry || (early && !group)
 		var idle time.Duration // until the queue counts as stopped
 		if group && !hurry {
 			first, lastQ := o.qents[0].queued, o.qents[n-1].queued
@@ -232,6 +237,13 @@ func (o *Outbox) commitEarly() int { return min(o.pendingLimit/2, commitEarlyByt
 // lesser of commitCapBytes and half the queue's limit (AppendAsync waits
 // beyond the limit).
 func (o *Outbox) commitCap() int { return max(o.commitEarly(), min(o.pendingLimit/2, commitCapBytes)) }
+
+// commitCostsJournal reports whether committing queued more bytes writes
+// into blocks of the active segment that are not written yet, which costs
+// ext4 a journal transaction per commit (about 12 KiB).
+func (o *Outbox) commitCostsJournal(queued int) bool {
+	return o.activeSize+int64(queued) > o.unwrittenFrom
+}
 
 // commitGap is how long without an append means the queue stopped
 // growing, for n entries queued over span (first to last): commitGapFactor

@@ -9,8 +9,9 @@ import (
 
 // TestGroupCommitWindowedPublisher: a publisher that keeps a window of
 // unacknowledged messages (as an MQTT client's in-flight window), with the
-// link down and an hour-long commit interval, is not held to the
-// interval: each commit goes when its window is queued and the queue
+// link down and an hour-long commit interval, in fresh (fallocated)
+// segments, is not held to the interval: each commit goes when its window
+// is queued and the queue
 // stops growing, and covers the whole window, so commits are about one
 // per window (committing at commitEarlyBytes took two). Each message
 // costs the publisher perMsg of work, as a broker's network read does:
@@ -32,8 +33,13 @@ func TestGroupCommitWindowedPublisher(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			noPrefill = true
+			defer func() { noPrefill = false }()
 			o := openT(t, Options{Dir: t.TempDir(), CommitInterval: time.Hour})
 			m := Message{Topic: "readings/door", QoS: 1, Payload: make([]byte, c.payload)}
+			if !o.commitCostsJournal(0) {
+				t.Fatal("a new outbox without prefill: commits into its fallocated segment should count as costing the journal")
+			}
 			if w := c.window * recordSize(&m); w <= o.commitEarly() || w >= o.commitCap() {
 				t.Fatalf("window of %d B: want it between commitEarly (%d) and commitCap (%d)", w, o.commitEarly(), o.commitCap())
 			}
@@ -92,15 +98,18 @@ func TestGroupCommitWindowedPublisher(t *testing.T) {
 	}
 }
 
-// TestGroupCommitSteadyStream: a steady stream past commitEarlyBytes keeps
-// the queue growing, so it commits once per interval (not every
-// commitEarlyBytes), and no message waits much longer than the interval.
+// TestGroupCommitSteadyStream: in fresh segments a steady stream past
+// commitEarlyBytes keeps the queue growing, so it commits once per
+// interval (not every commitEarlyBytes), and no message waits much longer
+// than the interval.
 func TestGroupCommitSteadyStream(t *testing.T) {
 	const (
 		interval = 400 * time.Millisecond
 		pace     = 2 * time.Millisecond
 		run      = 2400 * time.Millisecond
 	)
+	noPrefill = true
+	defer func() { noPrefill = false }()
 	o := openT(t, Options{Dir: t.TempDir(), CommitInterval: interval})
 	m := Message{Topic: "readings/door", QoS: 1, Payload: make([]byte, 1<<10)}
 	// 1 KiB every 2 ms: commitEarlyBytes are queued after about 64 ms.
@@ -157,4 +166,63 @@ func TestGroupCommitSteadyStream(t *testing.T) {
 		t.Fatalf("%d syncs for %d messages over %v, want at most %d (about one per %v)", syncs, n, run, limit, interval)
 	}
 	t.Logf("%d messages, %d syncs, worst wait %v", n, syncs, worst.Round(time.Millisecond))
+}
+
+// TestCommitCostsJournal: group commit waits only where a commit costs the
+// journal: in a fallocated segment, or an earlier run's whose blocks are
+// not known; a prefilled or recycled spare's blocks are written already,
+// and there a commit goes at commitEarlyBytes.
+func TestCommitCostsJournal(t *testing.T) {
+	const seg = 256 << 10
+	fill := func(t *testing.T, o *Outbox, n int) {
+		t.Helper()
+		m := Message{Topic: "t", QoS: 1, Payload: make([]byte, 1000)}
+		for range n {
+			if _, err := o.Append(context.Background(), m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cases := []struct {
+		name    string
+		prefill bool
+		prepare func(t *testing.T, dir string) // before the measured Open
+		want    bool
+	}{
+		{"new outbox, prefilled", true, nil, false},
+		{"new outbox, no prefill (fallocated)", false, nil, true},
+		{"reopened: an earlier run's segment", true, func(t *testing.T, dir string) {
+			o, err := Open(Options{Dir: dir, CommitInterval: time.Millisecond, SegmentBytes: seg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fill(t, o, 10)
+			if err := o.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			noPrefill = !c.prefill
+			defer func() { noPrefill = false }()
+			dir := t.TempDir()
+			if c.prepare != nil {
+				c.prepare(t, dir)
+			}
+			o := openT(t, Options{Dir: dir, CommitInterval: time.Millisecond, SegmentBytes: seg})
+			if got := o.commitCostsJournal(1 << 10); got != c.want {
+				t.Fatalf("commitCostsJournal = %v, want %v", got, c.want)
+			}
+			if !c.prefill || c.prepare != nil {
+				return
+			}
+			// Past the prefilled segment and its two spares: a new,
+			// fallocated segment.
+			fill(t, o, (maxSpares+1)*seg/1000+10)
+			if got := o.commitCostsJournal(1 << 10); !got {
+				t.Fatalf("after %d prefilled segments: commitCostsJournal = false, want true", maxSpares+1)
+			}
+		})
+	}
 }

@@ -181,21 +181,26 @@ type Outbox struct {
 	active      *os.File
 	activeFirst uint64
 	activeCount uint64
-	activeNext  uint64  // seq after the last record of the active segment
-	activeSize  int64   // bytes of records in it, once this pass is written
-	activeOff   int64   // bytes written to it (tail follows)
-	tail        []byte  // bytes after activeOff placed but not yet written
-	wctx        pageCtx // version-4 context of the page the next record goes in
-	recBuf      []byte  // the record being placed (placeRecord)
-	bodyBuf     []byte  // its body
-	held        []heldEntry
-	streamBase  int64 // stream position of offset 0 of the active segment
-	stateF      *os.File
-	stateSize   int64
-	stateDirty  bool      // ack log written since its last sync
-	stateSynced time.Time // last sync of the ack log
-	dirty       bool      // written but not fsync'd (FsyncInterval)
-	spares      []string  // acknowledged segment files kept for reuse
+	activeNext  uint64 // seq after the last record of the active segment
+	// unwrittenFrom is the active segment's offset from which its blocks
+	// are preallocated (fallocate) or not allocated: a commit that writes
+	// past it costs a journal transaction (see recycle.go). 0 when unknown.
+	unwrittenFrom int64
+	unwrittenSeg  uint64  // the segment unwrittenFrom describes
+	activeSize    int64   // bytes of records in it, once this pass is written
+	activeOff     int64   // bytes written to it (tail follows)
+	tail          []byte  // bytes after activeOff placed but not yet written
+	wctx          pageCtx // version-4 context of the page the next record goes in
+	recBuf        []byte  // the record being placed (placeRecord)
+	bodyBuf       []byte  // its body
+	held          []heldEntry
+	streamBase    int64 // stream position of offset 0 of the active segment
+	stateF        *os.File
+	stateSize     int64
+	stateDirty    bool      // ack log written since its last sync
+	stateSynced   time.Time // last sync of the ack log
+	dirty         bool      // written but not fsync'd (FsyncInterval)
+	spares        []string  // acknowledged segment files kept for reuse
 
 	rmu sync.Mutex
 	rd  segReader

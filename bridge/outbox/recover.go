@@ -222,6 +222,11 @@ func (o *Outbox) recover() error {
 		return err
 	}
 	o.active, o.activeFirst, o.activeCount, o.activeSize, o.activeOff = f, a.first, a.count, a.bytes, a.bytes
+	if o.unwrittenSeg != a.first {
+		// An earlier run's segment: whether its blocks are written is not
+		// known, so commits are taken to cost the journal.
+		o.unwrittenFrom = 0
+	}
 	// The first commit continues the last page: its records are deltas
 	// against the ones there (placeRecord starts afresh on a new page).
 	o.wctx.reset()
@@ -268,6 +273,7 @@ func (o *Outbox) createSegment(first uint64) error {
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
+	o.unwrittenSeg, o.unwrittenFrom = first, from
 	return syncDir(o.opts.Dir)
 }
 
