@@ -37,7 +37,7 @@ func TestGroupCommitWindowedPublisher(t *testing.T) {
 			defer func() { noPrefill = false }()
 			o := openT(t, Options{Dir: t.TempDir(), CommitInterval: time.Hour})
 			m := Message{Topic: "readings/door", QoS: 1, Payload: make([]byte, c.payload)}
-			if !o.commitCostsJournal(0) {
+			if !o.commitCostsJournal(1 << 10) {
 				t.Fatal("a new outbox without prefill: commits into its fallocated segment should count as costing the journal")
 			}
 			if w := c.window * recordSize(&m); w <= o.commitEarly() || w >= o.commitCap() {
