@@ -124,8 +124,10 @@ type Options struct {
 	MemoryBytes int64
 	// CommitInterval bounds how often the committer commits (writes and
 	// syncs) appended messages while nobody waits in Next (the link is down
-	// or behind): at most once per CommitInterval, sooner only when half of
-	// the append queue is full, when Next waits for data, or at Close. A message
+	// or behind): at most once per CommitInterval, sooner only when 32 KiB
+	// are queued (in a fresh, fallocated segment: when the queue stops
+	// growing past 32 KiB, or at 256 KiB; see the package doc), when Next
+	// waits for data, or at Close. A message
 	// waits at most this long (plus the write) before it is durable; in
 	// exchange each commit writes whole pages instead of one partial page
 	// per message. 0 (the default here) commits as soon as the committer is
