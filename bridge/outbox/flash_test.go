@@ -245,8 +245,10 @@ func TestRecycledSegments(t *testing.T) {
 	var lb logBuf
 	opts := Options{Dir: dir, SegmentBytes: 4096, Logger: lb.logger()}
 	o := openT(t, opts)
-	appendN(t, o, 0, 200)
-	for i := 0; i < 200; i++ {
+	// About 87 to a segment: enough sealed segments for maxSpares spares.
+	total := (maxSpares + 2) * 100
+	appendN(t, o, 0, total)
+	for i := 0; i < total; i++ {
 		o.Ack(nextT(t, o).Seq)
 	}
 	if err := o.flush(); err != nil {
@@ -278,11 +280,11 @@ func TestRecycledSegments(t *testing.T) {
 		}
 		return false
 	}
-	// Append until the second spare is the active segment and holds 20 of
+	// Append until the last spare is the active segment and holds 20 of
 	// them: its tail is then the old contents.
 	n, inLast := 0, 0
 	for inLast < 20 {
-		if n > 2000 {
+		if n > 400*(maxSpares+1) {
 			t.Fatal("the spares were not reused")
 		}
 		if _, err := o.Append(context.Background(), short(n)); err != nil {
@@ -303,8 +305,8 @@ func TestRecycledSegments(t *testing.T) {
 	check := func(o *Outbox) {
 		t.Helper()
 		for i := 0; i < n; i++ {
-			if m := nextT(t, o); m.Seq != uint64(201+i) || string(m.Payload) != fmt.Sprintf("new-%d", i) {
-				t.Fatalf("got seq %d %q, want %d", m.Seq, m.Payload, 201+i)
+			if m := nextT(t, o); m.Seq != uint64(total+1+i) || string(m.Payload) != fmt.Sprintf("new-%d", i) {
+				t.Fatalf("got seq %d %q, want %d", m.Seq, m.Payload, total+1+i)
 			}
 		}
 		expectNoNext(t, o)
