@@ -259,7 +259,7 @@ func wearRateNames() []string {
 }
 
 var cpuMetrics = func() []string {
-	m := []string{"cpu.idle.rss", "cpu.idle.cpu"}
+	m := []string{"cpu.idle.rss", "cpu.idle.cpu", "cpuproxy.200"}
 	for _, r := range cpuRates {
 		m = append(m, "cpu."+strconv.Itoa(r))
 	}

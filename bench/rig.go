@@ -54,6 +54,13 @@ type rigOpts struct {
 	// wear puts the bridging process's data directory on its own
 	// loop-mounted ext4 (rig.fs), whose block device counts its writes.
 	wear bool
+	// noProxy connects the bridging process straight to the upstream
+	// Mosquitto, as a gateway meets a remote broker: no link cuts then.
+	// The proxy runs in the bench's own process, beside the publisher, so
+	// two writes a bridge makes at once, to the publisher and to the
+	// proxy, wake one process once; that coalescing has no counterpart
+	// when the upstream is another machine (the CPU table, bench/README).
+	noProxy bool
 }
 
 // rig is one upstream Mosquitto (mutual TLS), a proxy in front of it, and
@@ -152,6 +159,15 @@ func newRig(root string, pki certs.Files, o rigOpts) (*rig, error) {
 	return r, nil
 }
 
+// upstreamAddr is where the bridging process connects: the proxy, or
+// with noProxy the upstream Mosquitto itself.
+func (r *rig) upstreamAddr() string {
+	if r.o.noProxy {
+		return r.up.Addr()
+	}
+	return r.proxy.Addr()
+}
+
 func edgegwConfig(r *rig, port int) string {
 	gw, _ := r.pki.Client("gw-01")
 	return fmt.Sprintf(`[gateway]
@@ -178,7 +194,7 @@ qos = %d
 
 [buffer]
 %smax_bytes = "1GiB"
-`, r.o.id, filepath.Join(r.dir, "data"), port, portOf(r.proxy.Addr()), r.o.id, r.o.replayRate, backoffLine(r.o.backoffMax),
+`, r.o.id, filepath.Join(r.dir, "data"), port, portOf(r.upstreamAddr()), r.o.id, r.o.replayRate, backoffLine(r.o.backoffMax),
 		r.pki.CA.Cert, gw.Cert, gw.Key, r.o.qos, bufferLines(r.o.kind))
 }
 
@@ -237,7 +253,7 @@ cleansession false
 clientid edge-mosq-%s
 %s
 topic readings/# out %d
-`, r.o.id, r.proxy.Addr(), r.pki.CA.Cert, gw.Cert, gw.Key, r.o.id, mosqRestart(r.o.mosqRestart), r.o.qos)
+`, r.o.id, r.upstreamAddr(), r.pki.CA.Cert, gw.Cert, gw.Key, r.o.id, mosqRestart(r.o.mosqRestart), r.o.qos)
 	return b.String()
 }
 

@@ -8,8 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/metrics"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -256,4 +259,29 @@ func TestIsPIE(t *testing.T) {
 		t.Error("a Go source file is taken for an ELF file")
 	}
 	t.Logf("this test binary: PIE %v", pie)
+}
+
+// TestRawReadsAgree: residentKB's pread of a kept /proc/self/statm and
+// cpuTime's raw getrusage read what the ordinary calls read, every time.
+func TestRawReadsAgree(t *testing.T) {
+	for i := 0; i < 3; i++ {
+		b, err := os.ReadFile("/proc/self/statm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b))
+		pages, _ := strconv.Atoi(f[1])
+		want := pages * os.Getpagesize() / 1024
+		if got := residentKB(); got <= 0 || got < want-4096 || got > want+4096 {
+			t.Fatalf("read %d: residentKB %d, /proc/self/statm says %d KiB", i, got, want)
+		}
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		want2 := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		if got := cpuTime(); got < want2 || got > want2+time.Second {
+			t.Fatalf("read %d: cpuTime %v, getrusage %v", i, got, want2)
+		}
+	}
 }

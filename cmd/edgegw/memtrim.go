@@ -8,7 +8,9 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"unsafe"
 )
 
 // trimResident gives back what start-up left resident and will not use
@@ -104,13 +106,8 @@ func isPIE(path string) (bool, error) {
 // residentKB is the process's resident set in KiB (VmRSS: the second
 // field of /proc/self/statm, in pages), or 0.
 func residentKB() int {
-	f, err := os.Open("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
 	var buf [128]byte
-	n, _ := f.Read(buf[:])
+	n := readStatm(buf[:])
 	fs := strings.Fields(string(buf[:n]))
 	if len(fs) < 2 {
 		return 0
@@ -120,6 +117,39 @@ func residentKB() int {
 		return 0
 	}
 	return pages * os.Getpagesize() / 1024
+}
+
+// statm is /proc/self/statm, opened once: the idle check reads it every
+// second, and an open, read and close each second would each wake the
+// runtime's sysmon in an idle process (see cpuTime).
+var statm struct {
+	sync.Mutex
+	tried bool
+	fd    int // -1 when it cannot be opened
+}
+
+// readStatm reads /proc/self/statm into b with pread(2) as a raw system
+// call (a procfs read never blocks), and returns the bytes read; 0 when
+// it cannot be read.
+func readStatm(b []byte) int {
+	statm.Lock()
+	defer statm.Unlock()
+	if !statm.tried {
+		statm.tried = true
+		fd, err := syscall.Open("/proc/self/statm", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			fd = -1
+		}
+		statm.fd = fd
+	}
+	if statm.fd < 0 {
+		return 0
+	}
+	n, _, e := syscall.RawSyscall6(syscall.SYS_PREAD64, uintptr(statm.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0, 0)
+	if e != 0 {
+		return 0
+	}
+	return int(n)
 }
 
 // logTrim runs trimResident, logs what it gave back and returns the
