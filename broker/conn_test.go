@@ -101,3 +101,55 @@ func TestGuardConnWriteOrder(t *testing.T) {
 		})
 	}
 }
+
+// deadlineCounter counts the read deadlines that reach the connection.
+type deadlineCounter struct {
+	net.Conn
+	n    int
+	last time.Time
+}
+
+func (d *deadlineCounter) SetReadDeadline(t time.Time) error {
+	d.n++
+	d.last = t
+	return d.Conn.SetReadDeadline(t)
+}
+
+// TestKeepaliveDeadlineCoalesced: mochi's per-packet keepalive deadline
+// reaches the socket only when the standing one is a sixteenth of the span
+// stale; an earlier deadline, and the first, always go through.
+func TestKeepaliveDeadlineCoalesced(t *testing.T) {
+	server, _ := tcpPair(t)
+	d := &deadlineCounter{Conn: server}
+	lim := newLimits(Limits{}, slog.New(slog.DiscardHandler))
+	g := newGuardConn(d, lim).(*guardConn)
+	defer g.Close()
+	d.n = 0 // the connect deadline, set at once
+	const span = 90 * time.Second // keepalive 60 s
+	base := time.Now()
+	for i := range 1000 { // 1,000 packets within a second of each other
+		if err := g.SetDeadline(base.Add(span + time.Duration(i)*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d.n != 1 {
+		t.Fatalf("%d deadlines reached the socket for 1,000 packets in a second, want 1", d.n)
+	}
+	if !d.last.Equal(base.Add(span)) {
+		t.Fatalf("standing deadline %v, want the first, %v", d.last, base.Add(span))
+	}
+	// Stale by more than span/16: moves.
+	later := base.Add(span + span/16 + time.Second)
+	if err := g.SetDeadline(later); err != nil || d.n != 2 || !d.last.Equal(later) {
+		t.Fatalf("a deadline span/16 past the standing one: %d calls, last %v (want 2, %v), %v", d.n, d.last, later, err)
+	}
+	// Earlier than the standing one (a shorter keepalive): goes through.
+	earlier := base.Add(time.Second)
+	if err := g.SetDeadline(earlier); err != nil || d.n != 3 || !d.last.Equal(earlier) {
+		t.Fatalf("an earlier deadline: %d calls, last %v (want 3, %v), %v", d.n, d.last, earlier, err)
+	}
+	// None (keepalive 0): goes through.
+	if err := g.SetDeadline(time.Time{}); err != nil || d.n != 4 || !d.last.IsZero() {
+		t.Fatalf("no deadline: %d calls, last %v (want 4, zero), %v", d.n, d.last, err)
+	}
+}

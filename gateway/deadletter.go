@@ -29,18 +29,25 @@ func Requeue(ob *outbox.Outbox) func(deadletter.Entry) error {
 	}
 }
 
-// serveDeadLetters applies `edgegw deadletter replay|drop` requests every
-// second until ctx ends.
+// serveDeadLetters applies `edgegw deadletter replay|drop` requests until
+// ctx ends: once at start (requests left while the gateway was down), then
+// whenever the request directory's watch says one may have arrived, with
+// a pass a minute in case a notification was lost. Without inotify it
+// polls every second.
 func serveDeadLetters(ctx context.Context, st *deadletter.Store, ob *outbox.Outbox, log *slog.Logger) {
-	t := time.NewTicker(time.Second)
+	every := time.Minute
+	var wake <-chan struct{}
+	if w, err := st.WatchRequests(); err != nil {
+		log.Debug("dead-letter requests polled every second", "error", err)
+		every = time.Second
+	} else {
+		defer w.Close()
+		wake = w.C()
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	requeue := Requeue(ob)
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 		before := st.Stats().Entries
 		n, err := st.ServeRequests(requeue)
 		if err != nil {
@@ -48,6 +55,16 @@ func serveDeadLetters(ctx context.Context, st *deadletter.Store, ob *outbox.Outb
 		}
 		if n > 0 {
 			log.Info("dead-letter requests served", "requests", n, "held_before", before, "held_now", st.Stats().Entries)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case _, ok := <-wake:
+			if !ok {
+				wake = nil
+				t.Reset(time.Second)
+			}
 		}
 	}
 }

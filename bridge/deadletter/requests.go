@@ -102,7 +102,8 @@ func SubmitRequest(dir string, r Request) (string, error) {
 
 // ServeRequests applies every request file waiting in the store's
 // directory, oldest first, and renames each to <name>.done holding the
-// Result as JSON. The gateway calls it every second. A file that is not a
+// Result as JSON. The gateway calls it when its Watch says so (or every
+// second without one). A file that is not a
 // request gets a Result naming the problem.
 func (s *Store) ServeRequests(requeue func(Entry) error) (served int, err error) {
 	rd := filepath.Join(s.dir, requestDir)
