@@ -59,7 +59,7 @@ type rigOpts struct {
 	// The proxy runs in the bench's own process, beside the publisher, so
 	// two writes a bridge makes at once, to the publisher and to the
 	// proxy, wake one process once; that coalescing has no counterpart
-	// when the upstream is another machine (the CPU table, bench/README).
+	// when the upstream is another machine (the CPU table says so).
 	noProxy bool
 }
 

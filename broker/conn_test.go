@@ -124,7 +124,7 @@ func TestKeepaliveDeadlineCoalesced(t *testing.T) {
 	lim := newLimits(Limits{}, slog.New(slog.DiscardHandler))
 	g := newGuardConn(d, lim).(*guardConn)
 	defer g.Close()
-	d.n = 0 // the connect deadline, set at once
+	d.n = 0                       // the connect deadline, set at once
 	const span = 90 * time.Second // keepalive 60 s
 	base := time.Now()
 	for i := range 1000 { // 1,000 packets within a second of each other
