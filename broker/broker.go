@@ -214,7 +214,7 @@ func (b *Broker) listen(id, addr string, tc *tls.Config) error {
 	b.mu.Lock()
 	b.addrs[id] = ln.Addr()
 	b.mu.Unlock()
-	if err := b.srv.AddListener(&netListener{id: id, ln: ln, lim: b.lim}); err != nil {
+	if err := b.srv.AddListener(&netListener{id: id, ln: ln, lim: b.lim, clients: &b.srv.Listeners.ClientsWg}); err != nil {
 		ln.Close()
 		return fmt.Errorf("broker: %w", err)
 	}

@@ -3,6 +3,8 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgegw/edgegw/internal/powerfs"
+	"github.com/edgegw/edgegw/internal/syncbuf"
 )
 
 // The crash-point enumerator, in the style of ALICE and SQLite's crash
@@ -45,10 +48,14 @@ func parsePCMark(note string) pcMark {
 // segments deleted, two Close/Open cycles (Close compacts the ack log:
 // write, fsync, rename, fsync dir). It returns seq -> payload of every
 // message appended.
-func pcWorkload(t *testing.T, dir string, fsync FsyncMode, m *powerfs.Model) map[uint64]string {
+func pcWorkload(t *testing.T, dir string, fsync FsyncMode, m *powerfs.Model, logw io.Writer) map[uint64]string {
 	t.Helper()
 	stored := map[uint64]string{}
-	opts := Options{Dir: dir, SegmentBytes: pcSegmentBytes, Fsync: fsync}
+	// The workload's own log (Debug: gaps skipped, records dropped) is
+	// printed when a crash point fails, to tell the outbox's doing from the
+	// file system's.
+	opts := Options{Dir: dir, SegmentBytes: pcSegmentBytes, Fsync: fsync,
+		Logger: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	open := func() *Outbox {
 		o, err := Open(opts)
 		if err != nil {
@@ -308,7 +315,8 @@ func crashPoints(t *testing.T, fsync FsyncMode, every int) {
 	})
 	model.Record(true)
 	dir := filepath.Join(srv.Dir(), "outbox")
-	stored := pcWorkload(t, dir, fsync, model)
+	var wlog syncbuf.Buffer
+	stored := pcWorkload(t, dir, fsync, model, &wlog)
 	model.Record(false)
 	ops := model.Ops()
 
@@ -357,6 +365,14 @@ func crashPoints(t *testing.T, fsync FsyncMode, every int) {
 			if bad != "" {
 				for i := max(0, k-40); i < k; i++ {
 					t.Logf("op %d: %v", i, ops[i]) // what led there
+				}
+				if st, _, _, err := loadState(filepath.Join(d, "outbox", stateName)); err == nil {
+					t.Logf("ack log after the cut: floor %d, acked %v", st.floor, st.acked.spans())
+				}
+				for _, l := range strings.Split(wlog.String(), "\n") {
+					if l != "" && !strings.Contains(l, "level=INFO") {
+						t.Logf("workload log: %s", l)
+					}
 				}
 				t.Fatalf("crash point %d of %d (after %v), cut %v: %s", k, len(ops), opAt(ops, k-1), mode, bad)
 			}
