@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -132,12 +133,10 @@ func mustRun(t testing.TB, timeout time.Duration, name string, args ...string) s
 // freeAddr returns a loopback address that was free a moment ago.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	// Below the kernel's ephemeral range: a port from 127.0.0.1:0 could be
+	// handed to some outgoing connection's local end before the gateway
+	// binds it (CI: "bind: address already in use" for http_listen).
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(mosquittotest.FreePort(t)))
 }
 
 // pki makes a CA, a server certificate for 127.0.0.1 and client
