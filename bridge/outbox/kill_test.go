@@ -146,10 +146,20 @@ func testKill9(t *testing.T, kind, fsync string, rounds int, maxDelay time.Durat
 		if err != nil {
 			t.Fatalf("round %d: reopen after kill -9: %v", round, err)
 		}
+		// Messages overstates after a restart by the seqs an earlier run
+		// acknowledged from memory and never wrote (Stats' doc): the reader
+		// skips them. So read until the reader is at the end of what is
+		// stored; every message reported durable is checked below.
 		n := o.Stats().Messages
 		got := map[uint64]Message{}
 		ord := newKillOrder()
 		for k := uint64(0); k < n; k++ {
+			o.mu.Lock()
+			atEnd := o.cursor >= o.durableNext && len(o.mem) == 0
+			o.mu.Unlock()
+			if atEnd {
+				break
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			m, err := o.Next(ctx)
 			cancel()
